@@ -1,0 +1,54 @@
+"""chainrule: build, train and verify neural networks trained by backpropagation.
+
+Every derivative is exposed: softmax with its full Jacobian and an O(C) vector-Jacobian
+product, layers whose ``backward`` sits next to their ``forward``, losses on probabilities and
+fused on logits, and a gradient checker that names the classic mistakes.
+"""
+
+from chainrule.functional import (
+    log_softmax,
+    logsumexp,
+    sigmoid,
+    softmax,
+    softmax_jacobian,
+    softmax_vjp,
+)
+from chainrule.layers import Dense, Layer, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from chainrule.losses import CrossEntropy, Loss, MSELoss, NLLLoss, SoftmaxCrossEntropy
+from chainrule.network import Sequential, mlp
+from chainrule.optimizers import SGD, Adam, Optimizer
+from chainrule.preprocessing import Scaler
+from chainrule.training import History, evaluate, fit
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SGD",
+    "Adam",
+    "CrossEntropy",
+    "Dense",
+    "History",
+    "Layer",
+    "LogSoftmax",
+    "Loss",
+    "MSELoss",
+    "NLLLoss",
+    "Optimizer",
+    "ReLU",
+    "Scaler",
+    "Sequential",
+    "Sigmoid",
+    "Softmax",
+    "SoftmaxCrossEntropy",
+    "Tanh",
+    "__version__",
+    "evaluate",
+    "fit",
+    "log_softmax",
+    "logsumexp",
+    "mlp",
+    "sigmoid",
+    "softmax",
+    "softmax_jacobian",
+    "softmax_vjp",
+]

@@ -1,0 +1,291 @@
+"""Losses: ``forward(output, target) -> float`` and ``backward() -> ∂loss/∂output``.
+
+Classification targets are integer labels ``(B,)`` or probability rows ``(B, C)`` (soft
+labels). ``weight``, ``ignore_index`` and ``label_smoothing`` mean what they mean in
+PyTorch's ``cross_entropy``/``nll_loss``; every classification loss here reduces them to one
+effective target matrix ``T`` and one normaliser ``N`` (see ``_effective_targets``).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from chainrule.functional import log_softmax
+
+__all__ = ["CrossEntropy", "Loss", "MSELoss", "NLLLoss", "SoftmaxCrossEntropy"]
+
+
+class Loss:
+    """Base class: ``loss(output, target)`` calls ``forward``; ``backward`` uses its cache."""
+
+    def __init__(self, reduction: str = "mean") -> None:
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"{type(self).__name__}: reduction must be 'mean' or 'sum', "
+                             f"got {reduction!r}")
+        self.reduction = reduction
+        self._grad: np.ndarray | None = None
+
+    def __call__(self, output: np.ndarray, target: np.ndarray) -> float:
+        return self.forward(output, target)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(reduction={self.reduction!r})"
+
+    def forward(self, output: np.ndarray, target: np.ndarray) -> float:
+        raise NotImplementedError
+
+    def backward(self) -> np.ndarray:
+        """``∂loss/∂output``, same shape as the last ``output``."""
+        if self._grad is None:
+            raise RuntimeError(f"{self!r}: backward called before forward")
+        return self._grad
+
+    def _check_output(self, output: np.ndarray) -> np.ndarray:
+        output = np.asarray(output)
+        if output.ndim != 2:
+            raise ValueError(f"{self!r}: expected output of shape (B, C), got {output.shape}")
+        if output.shape[0] == 0:
+            raise ValueError(f"{self!r}: empty batch (output shape {output.shape})")
+        if not np.issubdtype(output.dtype, np.floating):
+            output = output.astype(np.float64)
+        return output
+
+
+class _ClassificationLoss(Loss):
+    """Shared target handling for the cross-entropy family."""
+
+    def __init__(
+        self,
+        reduction: str = "mean",
+        weight: np.ndarray | None = None,
+        ignore_index: int = -100,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__(reduction)
+        if not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"{type(self).__name__}: label_smoothing must be in [0, 1], "
+                             f"got {label_smoothing}")
+        if weight is not None:
+            weight = np.asarray(weight, dtype=np.float64)
+            if weight.ndim != 1 or np.any(weight < 0) or not np.all(np.isfinite(weight)):
+                raise ValueError(f"{type(self).__name__}: weight must be a 1-D array of finite "
+                                 f"non-negative class weights, got {weight!r}")
+        self.weight = weight
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
+
+    def _labels(self, target: np.ndarray, n_samples: int, n_classes: int) -> np.ndarray:
+        """Validate integer labels ``(B,)``: each in ``[0, C)`` or equal to ``ignore_index``."""
+        if len(target) != n_samples:
+            raise ValueError(f"{self!r}: {len(target)} labels for a batch of {n_samples}")
+        if not np.issubdtype(target.dtype, np.integer):
+            integral = np.issubdtype(target.dtype, np.floating) and np.all(
+                np.isfinite(target) & (target == np.round(target)))
+            if not integral:
+                raise ValueError(f"{self!r}: labels must be integers 0..{n_classes - 1}, got "
+                                 f"dtype {target.dtype} (first value {target[0]!r})")
+            target = target.astype(np.int64)
+        bad = (target != self.ignore_index) & ((target < 0) | (target >= n_classes))
+        if bad.any():
+            index = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{self!r}: label {int(target[index])} at index {index} is out of range for "
+                f"{n_classes} classes (expected 0..{n_classes - 1} or "
+                f"ignore_index={self.ignore_index})")
+        return target
+
+    def _soft_targets(self, target: np.ndarray, shape: tuple) -> np.ndarray:
+        """Validate probability rows ``(B, C)``: finite, non-negative, each summing to 1."""
+        if target.shape != shape:
+            raise ValueError(f"{self!r}: soft targets must have the output's shape {shape}, "
+                             f"got {target.shape}")
+        target = target.astype(np.float64, copy=False)
+        if not np.all(np.isfinite(target)) or np.any(target < 0):
+            raise ValueError(f"{self!r}: soft targets must be finite and non-negative")
+        sums = target.sum(axis=1)
+        off = np.abs(sums - 1) > max(1e-6, 100 * shape[1] * np.finfo(np.float32).eps)
+        if off.any():
+            row = int(np.flatnonzero(off)[0])
+            raise ValueError(f"{self!r}: soft-target row {row} sums to {sums[row]:.6g}, not 1")
+        return target
+
+    def _effective_targets(self, target: np.ndarray, shape: tuple) -> tuple[np.ndarray, float]:
+        """``(T, N)`` with ``loss = -Σ_bc T_bc log p_bc / N`` (N = 1 for ``reduction='sum'``).
+
+        Labels y: ``T_bc = w_c ((1-ε) [c = y_b] + ε/C)``, zero rows for ignored samples,
+        ``N = Σ_b w_{y_b}`` over kept samples. Soft rows t: ``T_bc = w_c ((1-ε) t_bc + ε/C)``,
+        ``N = B``. These are PyTorch's definitions.
+        """
+        n_samples, n_classes = shape
+        target = np.asarray(target)
+        weight = np.ones(n_classes) if self.weight is None else self.weight
+        if len(weight) != n_classes:
+            raise ValueError(f"{self!r}: weight has {len(weight)} entries for {n_classes} classes")
+        smoothing = self.label_smoothing
+        if target.ndim == 1:
+            labels = self._labels(target, n_samples, n_classes)
+            kept = labels != self.ignore_index
+            effective = np.zeros(shape)
+            effective[kept] = smoothing / n_classes
+            effective[np.flatnonzero(kept), labels[kept]] += 1 - smoothing
+            effective *= weight
+            norm = float(weight[labels[kept]].sum())
+        elif target.ndim == 2:
+            effective = (1 - smoothing) * self._soft_targets(target, shape) + smoothing / n_classes
+            effective *= weight
+            norm = float(n_samples)
+        else:
+            raise ValueError(f"{self!r}: target must be labels (B,) or probability rows (B, C), "
+                             f"got shape {target.shape}")
+        return effective, (norm if self.reduction == "mean" else 1.0)
+
+    def _weighted_log_sum(self, effective: np.ndarray, log_probs: np.ndarray) -> float:
+        """``Σ T log p`` where ``T > 0`` (so masked ``log p = -inf`` with ``T = 0`` adds 0)."""
+        on_target = effective > 0
+        if np.any(np.isneginf(log_probs[on_target])):
+            row, col = np.argwhere(on_target & np.isneginf(log_probs))[0]
+            raise ValueError(f"{self!r}: target puts weight on class {col} of row {row}, whose "
+                             "probability is 0 (masked or underflowed logit): the loss is infinite")
+        return float(np.sum(effective[on_target] * log_probs[on_target]))
+
+
+class SoftmaxCrossEntropy(_ClassificationLoss):
+    """Softmax + cross-entropy fused, on LOGITS ``z`` ``(B, C)``: ``E = -Σ T log softmax(z) / N``.
+
+    Fusing is valid because softmax is immediately followed by the cross-entropy: the chain
+    ``Jᵀ (-T/a)`` collapses to ``a ΣT - T``, i.e. ``(softmax(z) - t) / B`` for one-hot targets
+    and ``reduction="mean"`` — stable, and no C×C Jacobian. ``-inf`` logits mask classes:
+    probability 0, no NaN in loss or gradient.
+
+    >>> loss = SoftmaxCrossEntropy()
+    >>> round(loss(np.array([[1.75, 1.75]]), np.array([1])), 6)
+    0.693147
+    >>> loss.backward()
+    array([[ 0.5, -0.5]])
+    """
+
+    def __init__(self, reduction: str = "mean", weight: np.ndarray | None = None,
+                 ignore_index: int = -100, label_smoothing: float = 0.0) -> None:
+        super().__init__(reduction, weight, ignore_index, label_smoothing)
+        self._warned_probabilities = False
+
+    def forward(self, output: np.ndarray, target: np.ndarray) -> float:
+        logits = self._check_logits(self._check_output(output))
+        log_probs = log_softmax(logits)
+        probs = np.exp(log_probs)
+        target = np.asarray(target)
+        if self._is_plain_labels(target):
+            labels = self._labels(target, *logits.shape)
+            rows = np.arange(len(labels))
+            picked = log_probs[rows, labels]
+            if np.any(np.isneginf(picked)):
+                row = int(np.flatnonzero(np.isneginf(picked))[0])
+                raise ValueError(f"{self!r}: label {labels[row]} of row {row} has probability 0 "
+                                 "(masked logit): the loss is infinite")
+            norm = len(labels) if self.reduction == "mean" else 1
+            probs[rows, labels] -= 1
+            probs /= norm
+            self._grad = probs
+            return float(-picked.sum() / norm)
+        effective, norm = self._effective_targets(target, logits.shape)
+        loss = -self._weighted_log_sum(effective, log_probs) / norm if norm else 0.0
+        grad = probs * effective.sum(axis=1, keepdims=True) - effective
+        self._grad = (grad / norm if norm else np.zeros_like(grad)).astype(logits.dtype)
+        return float(loss)
+
+    def _is_plain_labels(self, target: np.ndarray) -> bool:
+        """Hard labels with no weight, smoothing or ignored entry: the fast ``p - onehot`` path."""
+        return (target.ndim == 1 and self.weight is None and self.label_smoothing == 0
+                and not np.any(target == self.ignore_index))
+
+    def _check_logits(self, logits: np.ndarray) -> np.ndarray:
+        if np.isnan(logits).any() or np.isposinf(logits).any():
+            row, col = np.argwhere(np.isnan(logits) | np.isposinf(logits))[0]
+            raise ValueError(f"{self!r}: logits must not be NaN or +inf; got {logits[row, col]} "
+                             f"at [{row}, {col}]")
+        if np.any(np.all(np.isneginf(logits), axis=1)):
+            row = int(np.flatnonzero(np.all(np.isneginf(logits), axis=1))[0])
+            raise ValueError(f"{self!r}: row {row} of the logits is -inf everywhere "
+                             "(every class masked)")
+        if not self._warned_probabilities and _looks_like_probabilities(logits):
+            self._warned_probabilities = True
+            warnings.warn(f"{self!r}: the logits look like probabilities (in [0, 1], rows "
+                          "summing to 1): softmax applied twice? SoftmaxCrossEntropy takes raw "
+                          "logits; use CrossEntropy for probabilities.", stacklevel=3)
+        return logits
+
+
+class CrossEntropy(_ClassificationLoss):
+    """Cross-entropy on PROBABILITIES ``a`` (e.g. a ``Softmax`` output): ``E = -Σ T ln a / N``.
+
+    ``∂E/∂a = -T / a / N``. Where ``a = 0``: entries with ``T = 0`` contribute exactly 0 to
+    loss and gradient (``0 ln 0 = 0``); entries with ``T > 0`` use ``a`` floored at the
+    dtype's smallest normal number (``np.finfo(dtype).tiny``), giving a large but finite loss
+    (≈708 in float64, ≈87 in float32) and gradient instead of inf or NaN.
+    """
+
+    def forward(self, output: np.ndarray, target: np.ndarray) -> float:
+        probs = self._check_output(output)
+        if np.isnan(probs).any() or probs.min() < 0 or probs.max() > 1:
+            raise ValueError(f"{self!r}: expects probabilities in [0, 1], got values in "
+                             f"[{np.nanmin(probs):.4g}, {np.nanmax(probs):.4g}]"
+                             f"{' with NaN' if np.isnan(probs).any() else ''}; "
+                             "for logits use SoftmaxCrossEntropy")
+        effective, norm = self._effective_targets(target, probs.shape)
+        floored = np.maximum(probs, np.finfo(probs.dtype).tiny)
+        if not norm:
+            self._grad = np.zeros_like(probs)
+            return 0.0
+        self._grad = (-effective / floored / norm).astype(probs.dtype)
+        return float(-np.sum(effective * np.log(floored)) / norm)
+
+
+class NLLLoss(_ClassificationLoss):
+    """Negative log-likelihood on LOG-probabilities ``y`` (a ``LogSoftmax`` output).
+
+    ``E = -Σ T y / N``, ``∂E/∂y = -T / N``; ``y = -inf`` (masked) is allowed where ``T = 0``.
+    """
+
+    def forward(self, output: np.ndarray, target: np.ndarray) -> float:
+        log_probs = self._check_output(output)
+        if np.isnan(log_probs).any() or np.any(log_probs > 1e-6):
+            raise ValueError(f"{self!r}: expects log-probabilities (<= 0, no NaN), got max "
+                             f"{np.nanmax(log_probs):.4g}")
+        effective, norm = self._effective_targets(target, log_probs.shape)
+        if not norm:
+            self._grad = np.zeros_like(log_probs)
+            return 0.0
+        self._grad = (-effective / norm).astype(log_probs.dtype)
+        return -self._weighted_log_sum(effective, log_probs) / norm
+
+
+class MSELoss(Loss):
+    """Mean squared error over all elements (PyTorch's): ``E = Σ (y - t)² / (B·n)``.
+
+    ``∂E/∂y = 2 (y - t) / (B·n)``; integer labels ``(B,)`` are one-hot encoded to ``(B, n)``.
+    """
+
+    def forward(self, output: np.ndarray, target: np.ndarray) -> float:
+        output = self._check_output(output)
+        target = np.asarray(target)
+        if target.ndim == 1 and target.shape[0] == output.shape[0] and output.shape[1] > 1:
+            labels = target.astype(np.int64)
+            if np.any(labels != target) or labels.min() < 0 or labels.max() >= output.shape[1]:
+                raise ValueError(f"{self!r}: labels must be integers 0..{output.shape[1] - 1}")
+            target = np.eye(output.shape[1], dtype=output.dtype)[labels]
+        if target.shape != output.shape:
+            raise ValueError(f"{self!r}: target shape {target.shape} does not match output "
+                             f"shape {output.shape}")
+        diff = output - target
+        norm = diff.size if self.reduction == "mean" else 1
+        self._grad = 2 * diff / norm
+        return float(np.sum(diff * diff) / norm)
+
+
+def _looks_like_probabilities(values: np.ndarray) -> bool:
+    """All in [0, 1] with rows summing to 1: a softmax output, not logits."""
+    if values.shape[1] < 2 or values.min() < 0 or values.max() > 1:
+        return False
+    return bool(np.allclose(values.sum(axis=1), 1, atol=1e-3))

@@ -1,0 +1,190 @@
+"""``Sequential``: layers applied in order, gradients propagated back in reverse."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from chainrule.functional import softmax
+from chainrule.layers import Dense, Layer, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from chainrule.preprocessing import Scaler
+
+__all__ = ["ACTIVATIONS", "Sequential", "mlp"]
+
+ACTIVATIONS: dict[str, type[Layer]] = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid}
+
+
+class Sequential:
+    """A feed-forward network ``y = f_L(... f_1(x))``.
+
+    ``forward`` takes prepared inputs ``(B, n_in)``; ``predict``/``predict_proba`` take RAW
+    inputs and apply the recorded ``preprocessing`` first (set by ``fit(scaling=...)``), and
+    ``predict`` maps class indices to the recorded ``classes``.
+
+    >>> model = Sequential([Dense(4, 8, seed=0), ReLU(), Dense(8, 3, seed=1)])
+    >>> model.forward(np.ones((2, 4))).shape
+    (2, 3)
+    """
+
+    def __init__(self, layers: Sequence[Layer]) -> None:
+        self.layers = list(layers)
+        if not self.layers:
+            raise ValueError("Sequential: needs at least one layer")
+        self.preprocessing: Scaler | None = None
+        self.classes: np.ndarray | None = None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)
+
+    def __repr__(self) -> str:
+        inner = ",\n".join(f"  {layer!r}" for layer in self.layers)
+        return f"Sequential([\n{inner}\n])"
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, index: int) -> Layer:
+        return self.layers[index]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Run every layer; each caches what its ``backward`` needs."""
+        for index, layer in enumerate(self.layers):
+            try:
+                x = layer.forward(x)
+            except ValueError as error:
+                raise ValueError(f"layer {index}: {error}") from None
+        return x
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        """Propagate ``∂L/∂output`` back through every layer; returns ``∂L/∂input``."""
+        for index in range(len(self.layers) - 1, -1, -1):
+            try:
+                grad_out = self.layers[index].backward(grad_out)
+            except ValueError as error:
+                raise ValueError(f"layer {index}: {error}") from None
+        return grad_out
+
+    def named_parameters(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        """``(key, param, grad)`` for every parameter, keys like ``"0.W"`` (layer index.name)."""
+        for index, layer in enumerate(self.layers):
+            for name, param in layer.params.items():
+                yield f"{index}.{name}", param, layer.grads[name]
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """Every live parameter array, by key ``"<layer index>.<name>"``."""
+        return {key: param for key, param, _ in self.named_parameters()}
+
+    @property
+    def grads(self) -> dict[str, np.ndarray]:
+        """Every parameter gradient from the last ``backward``, keyed like ``params``."""
+        return {key: grad for key, _, grad in self.named_parameters()}
+
+    @property
+    def n_params(self) -> int:
+        return sum(param.size for _, param, _ in self.named_parameters())
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The parameters' dtype (float64 when the network has no parameters)."""
+        return next((param.dtype for _, param, _ in self.named_parameters()),
+                    np.dtype(np.float64))
+
+    @property
+    def input_width(self) -> int | None:
+        """Features expected by the first ``Dense`` layer (None if there is none)."""
+        first = next((layer for layer in self.layers if "W" in layer.params), None)
+        return None if first is None else first.params["W"].shape[0]
+
+    def output_width(self, input_width: int | None = None) -> int:
+        """Width of the network's output for inputs of ``input_width`` features."""
+        width = self.input_width if input_width is None else input_width
+        if width is None:
+            raise ValueError("Sequential: give input_width, the network has no Dense layer")
+        for layer in self.layers:
+            width = layer.output_width(width)
+        return width
+
+    def astype(self, dtype: np.typing.DTypeLike) -> Sequential:
+        """Convert every parameter to ``dtype`` in place; returns the model."""
+        for layer in self.layers:
+            layer.astype(dtype)
+        return self
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        """A copy of every parameter, for ``set_weights`` (e.g. to restore the best epoch)."""
+        return {key: param.copy() for key, param in self.params.items()}
+
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
+        """Copy ``weights`` (as from ``get_weights``) into the live parameters."""
+        params = self.params
+        if set(weights) != set(params):
+            raise ValueError(f"Sequential.set_weights: expected keys {sorted(params)}, "
+                             f"got {sorted(weights)}")
+        for key, value in weights.items():
+            if np.shape(value) != params[key].shape:
+                raise ValueError(f"Sequential.set_weights: {key} has shape {params[key].shape},"
+                                 f" got {np.shape(value)}")
+            params[key][...] = value
+
+    def prepare(self, x: np.ndarray) -> np.ndarray:
+        """Raw inputs -> network inputs: the recorded preprocessing, in the model's dtype."""
+        x = np.asarray(x)
+        if self.preprocessing is not None:
+            x = self.preprocessing.transform(x)
+        return x.astype(self.dtype, copy=False)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(B, C)`` for RAW inputs ``(B, n_in)``.
+
+        The last layer decides: ``Softmax`` outputs are returned as they are, ``LogSoftmax``
+        outputs exponentiated, anything else is taken as logits and passed through softmax.
+        """
+        output = self.forward(self.prepare(x))
+        last = self.layers[-1]
+        if isinstance(last, Softmax):
+            return output
+        if isinstance(last, LogSoftmax):
+            return np.exp(output)
+        return softmax(output)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Predicted class for each RAW input row: ``classes[argmax]`` (indices if no classes)."""
+        indices = np.argmax(self.forward(self.prepare(x)), axis=1)
+        return indices if self.classes is None else self.classes[indices]
+
+
+def mlp(
+    n_in: int,
+    hidden: Sequence[int],
+    n_out: int,
+    activation: str = "relu",
+    output: str | None = None,
+    seed: int | None = None,
+    dtype: np.typing.DTypeLike = np.float64,
+) -> Sequential:
+    """A multi-layer perceptron ``Dense → act → … → Dense [→ output]``.
+
+    ``output``: None (logits, to train with ``SoftmaxCrossEntropy``), ``"softmax"`` or
+    ``"log_softmax"``. ReLU layers get He initialisation, the others Glorot. Layer seeds
+    derive from ``seed``.
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"mlp: activation must be one of {sorted(ACTIVATIONS)}, "
+                         f"got {activation!r}")
+    outputs = {None: None, "softmax": Softmax, "log_softmax": LogSoftmax}
+    if output not in outputs:
+        raise ValueError(f"mlp: output must be None, 'softmax' or 'log_softmax', got {output!r}")
+    rng = np.random.default_rng(seed)
+    init = "he" if activation == "relu" else "glorot"
+    widths = [n_in, *hidden]
+    layers: list[Layer] = []
+    for fan_in, fan_out in itertools.pairwise(widths):
+        layers += [Dense(fan_in, fan_out, seed=rng, dtype=dtype, init=init),
+                   ACTIVATIONS[activation]()]
+    layers.append(Dense(widths[-1], n_out, seed=rng, dtype=dtype))
+    if outputs[output] is not None:
+        layers.append(outputs[output]())
+    return Sequential(layers)
