@@ -38,14 +38,22 @@ def logsumexp(z: np.ndarray, axis: int = -1, keepdims: bool = False) -> np.ndarr
     """
     z = np.asarray(z)
     shift = _shift(z, axis)
-    out = np.log(np.sum(np.exp(z - shift), axis=axis, keepdims=True)) + shift
+    out = _log_sum_exp_shifted(z - shift, axis) + shift
     return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def _log_sum_exp_shifted(shifted: np.ndarray, axis: int) -> np.ndarray:
+    """``log Σ exp(shifted)`` (kept axis); an all ``-inf`` row gives ``-inf``, not a warning."""
+    with np.errstate(divide="ignore"):
+        return np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
 def log_softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
     """``log softmax(z) = z - logsumexp(z)``: stable for large |z|; masked ``-inf`` stays."""
     z = np.asarray(z)
-    return z - logsumexp(z, axis=axis, keepdims=True)
+    # (z - m) - log Σ exp(z - m): subtracting the small log-sum last keeps float32 precision.
+    shifted = z - _shift(z, axis)
+    return shifted - _log_sum_exp_shifted(shifted, axis)
 
 
 def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
