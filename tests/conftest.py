@@ -26,7 +26,7 @@ def central_differences(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
         plus, minus = x.copy(), x.copy()
         plus[index] += eps
         minus[index] -= eps
-        jac[(...,) + index] = (np.asarray(f(plus)) - np.asarray(f(minus))) / (2 * eps)
+        jac[(..., *index)] = (np.asarray(f(plus)) - np.asarray(f(minus))) / (2 * eps)
     return jac
 
 
