@@ -18,6 +18,7 @@ from chainrule.losses import CrossEntropy, Loss, MSELoss, NLLLoss, SoftmaxCrossE
 from chainrule.network import Sequential, mlp
 from chainrule.optimizers import SGD, Adam, Optimizer
 from chainrule.preprocessing import Scaler
+from chainrule.serialization import load, save
 from chainrule.training import History, evaluate, fit
 
 __version__ = "0.1.0"
@@ -44,9 +45,11 @@ __all__ = [
     "__version__",
     "evaluate",
     "fit",
+    "load",
     "log_softmax",
     "logsumexp",
     "mlp",
+    "save",
     "sigmoid",
     "softmax",
     "softmax_jacobian",

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from chainrule.functional import softmax
 from chainrule.layers import Dense, Layer, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from chainrule.preprocessing import Scaler
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["ACTIVATIONS", "Sequential", "mlp"]
 
@@ -154,6 +160,20 @@ class Sequential:
         """Predicted class for each RAW input row: ``classes[argmax]`` (indices if no classes)."""
         indices = np.argmax(self.forward(self.prepare(x)), axis=1)
         return indices if self.classes is None else self.classes[indices]
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the model to a safetensors file, atomically (``chainrule.serialization.save``);
+        ``chainrule.load(path)`` reads it back."""
+        from chainrule.serialization import save
+
+        return save(self, path)
+
+    def to_torch(self, include_preprocessing: bool = False) -> torch.nn.Sequential:
+        """An equivalent ``torch.nn.Sequential`` with the same weights
+        (``chainrule.export.to_torch``; needs ``pip install torch``)."""
+        from chainrule.export import to_torch
+
+        return to_torch(self, include_preprocessing)
 
 
 def mlp(

@@ -1,0 +1,161 @@
+"""Export for when users outgrow chainrule: PyTorch modules and ONNX graphs.
+
+Both are optional extras, imported only when called: ``pip install torch`` for
+``to_torch``, ``pip install onnx`` for ``to_onnx`` (``onnxruntime`` runs the result).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from chainrule.layers import Dense, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from chainrule.network import Sequential
+from chainrule.serialization import write_bytes_atomically
+
+if TYPE_CHECKING:
+    import onnx
+    import torch
+
+__all__ = ["ONNX_OPSET", "onnx_model", "to_onnx", "to_torch"]
+
+ONNX_OPSET = 17
+_ACTIVATIONS = {ReLU: "Relu", Tanh: "Tanh", Sigmoid: "Sigmoid", Softmax: "Softmax",
+                LogSoftmax: "LogSoftmax"}  # chainrule layer -> torch.nn class = ONNX operator
+
+
+def to_torch(model: Sequential, include_preprocessing: bool = False) -> torch.nn.Sequential:
+    """An equivalent ``torch.nn.Sequential`` with copies of the weights, in the model's dtype.
+
+    ``Dense`` (``y = x @ W + b``, ``W`` ``(n_in, n_out)``) becomes ``nn.Linear`` with
+    ``weight = Wᵀ`` ``(n_out, n_in)``; ``Softmax``/``LogSoftmax`` act on ``dim=1``. Like
+    ``model.forward`` it takes prepared inputs; ``include_preprocessing=True`` prepends the
+    recorded scaling ``(x - offset) / scale`` as a frozen diagonal ``nn.Linear`` (weight
+    ``diag(1/scale)``, bias ``-offset/scale``), so it takes raw inputs like ``predict``.
+
+    >>> from chainrule import mlp
+    >>> to_torch(mlp(4, [8], 3, seed=0))  # doctest: +SKIP
+    Sequential(
+      (0): Linear(in_features=4, out_features=8, bias=True)
+      (1): ReLU()
+      (2): Linear(in_features=8, out_features=3, bias=True)
+    )
+    """
+    try:
+        import torch
+    except ImportError as error:
+        raise ImportError("to_torch needs PyTorch: pip install torch") from error
+    dtype = getattr(torch, np.dtype(model.dtype).name)
+    modules: list[torch.nn.Module] = []
+    scaler = model.preprocessing
+    if include_preprocessing and scaler is not None:
+        scaling = torch.nn.Linear(len(scaler.offset), len(scaler.offset), dtype=dtype)
+        with torch.no_grad():
+            scaling.weight.copy_(torch.diag(torch.from_numpy(1 / scaler.scale)))
+            scaling.bias.copy_(torch.from_numpy(-scaler.offset / scaler.scale))
+        scaling.requires_grad_(False)
+        modules.append(scaling)
+    for index, layer in enumerate(model.layers):
+        if type(layer) is Dense:
+            n_in, n_out = layer.params["W"].shape
+            linear = torch.nn.Linear(n_in, n_out, dtype=dtype)
+            with torch.no_grad():
+                linear.weight.copy_(torch.from_numpy(layer.params["W"].T.copy()))
+                linear.bias.copy_(torch.from_numpy(layer.params["b"]))
+            modules.append(linear)
+        elif type(layer) in (Softmax, LogSoftmax):
+            modules.append(getattr(torch.nn, _ACTIVATIONS[type(layer)])(dim=1))
+        elif type(layer) in _ACTIVATIONS:
+            modules.append(getattr(torch.nn, _ACTIVATIONS[type(layer)])())
+        else:
+            raise ValueError(f"to_torch: layer {index} ({layer!r}) has no PyTorch equivalent")
+    return torch.nn.Sequential(*modules)
+
+
+def onnx_model(model: Sequential, dtype: np.typing.DTypeLike | None = None) -> onnx.ModelProto:
+    """An ONNX graph from RAW inputs ``input`` ``(N, n_in)`` to ``probabilities`` ``(N, C)``.
+
+    The graph is the recorded preprocessing (``Sub`` offset, ``Div`` scale), each layer
+    (``MatMul`` + ``Add`` for ``Dense``, then ``Relu``, ``Tanh``, ``Sigmoid``, ``Softmax``,
+    ``LogSoftmax``), then what ``predict_proba`` does last: ``Softmax`` on logits, ``Exp``
+    after ``LogSoftmax``, nothing after ``Softmax``. Everything is computed in ``dtype``
+    (float32 or float64; default the model's). Class labels are stored in the model's
+    metadata as JSON under ``"classes"``.
+    """
+    try:
+        import onnx
+        from onnx import helper, numpy_helper
+    except ImportError as error:
+        raise ImportError("ONNX export needs the onnx package: pip install onnx") from error
+    dtype = np.dtype(model.dtype if dtype is None else dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"onnx_model: dtype must be float32 or float64, got {dtype}")
+    n_in = model.input_width
+    if n_in is None:
+        raise ValueError("onnx_model: the model has no Dense layer, so no input width")
+    nodes, initializers = [], []
+    current = "input"
+
+    def add(op: str, *inputs: str | np.ndarray, **attributes: int) -> None:
+        """Append node ``op(current, *inputs)``; arrays become named initializers."""
+        nonlocal current
+        names = [current]
+        for value in inputs:
+            if isinstance(value, np.ndarray):
+                names.append(f"{op.lower()}_{len(nodes)}_constant")
+                initializers.append(numpy_helper.from_array(value.astype(dtype), names[-1]))
+            else:
+                names.append(value)
+        output = f"{op.lower()}_{len(nodes)}"
+        nodes.append(helper.make_node(op, names, [output], **attributes))
+        current = output
+
+    if model.preprocessing is not None:
+        add("Sub", np.asarray(model.preprocessing.offset))
+        add("Div", np.asarray(model.preprocessing.scale))
+    for index, layer in enumerate(model.layers):
+        if type(layer) is Dense:
+            add("MatMul", layer.params["W"])
+            add("Add", layer.params["b"])
+        elif type(layer) in (Softmax, LogSoftmax):
+            add(_ACTIVATIONS[type(layer)], axis=-1)
+        elif type(layer) in _ACTIVATIONS:
+            add(_ACTIVATIONS[type(layer)])
+        else:
+            raise ValueError(f"onnx_model: layer {index} ({layer!r}) has no ONNX equivalent")
+    last = type(model.layers[-1])
+    if last is LogSoftmax:
+        add("Exp")
+    elif last is not Softmax:
+        add("Softmax", axis=-1)
+    nodes[-1].output[0] = "probabilities"
+
+    element_type = helper.np_dtype_to_tensor_dtype(dtype)
+    n_out = model.output_width()
+    graph = helper.make_graph(
+        nodes, "chainrule",
+        [helper.make_tensor_value_info("input", element_type, ["N", n_in])],
+        [helper.make_tensor_value_info("probabilities", element_type, ["N", n_out])],
+        initializers)
+    onnx_proto = helper.make_model(graph, producer_name="chainrule",
+                                   opset_imports=[helper.make_opsetid("", ONNX_OPSET)])
+    classes = None if model.classes is None else model.classes.tolist()
+    helper.set_model_props(onnx_proto, {"classes": json.dumps(classes)})
+    onnx.checker.check_model(onnx_proto, full_check=True)
+    return onnx_proto
+
+
+def to_onnx(model: Sequential, path: str | os.PathLike,
+            dtype: np.typing.DTypeLike | None = None) -> Path:
+    """Write ``onnx_model(model, dtype)`` to ``path`` (atomically); returns the path.
+
+    Serving it: ``onnxruntime.InferenceSession(path).run(["probabilities"], {"input": X})``
+    returns ``model.predict_proba(X)`` for raw ``X`` in ``dtype``.
+    """
+    path = Path(path)
+    write_bytes_atomically(path, onnx_model(model, dtype).SerializeToString())
+    return path

@@ -1,0 +1,402 @@
+"""Model files: weights in safetensors, everything else as JSON metadata. Never pickle.
+
+A model file holds one tensor per parameter, named by its key (``"0.W"``, ``"0.b"``, ...),
+the recorded preprocessing as ``"preprocessing.offset"`` / ``"preprocessing.scale"``, and
+string metadata (JSON inside) with the format version, the chainrule version, the dtype, the
+architecture (layer types and sizes, in order), the class labels and the preprocessing kind.
+Loading parses that data and rebuilds the layers by name: no code in the file is ever run.
+
+>>> import tempfile, pathlib
+>>> from chainrule import mlp
+>>> model = mlp(4, [8], 3, seed=0)
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "model.safetensors"
+>>> _ = save(model, path)
+>>> load(path)
+Sequential([
+  Dense(4→8),
+  ReLU(),
+  Dense(8→3)
+])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import stat
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import safetensors
+import safetensors.numpy
+
+from chainrule.layers import Dense, Layer, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from chainrule.losses import CrossEntropy, Loss, NLLLoss, SoftmaxCrossEntropy
+from chainrule.network import Sequential
+from chainrule.preprocessing import Scaler
+from chainrule.training import evaluate
+
+__all__ = [
+    "FORMAT_VERSION",
+    "SAVABLE_LAYERS",
+    "evaluate_model",
+    "load",
+    "predictions_csv",
+    "read_inputs",
+    "save",
+    "write_bytes_atomically",
+]
+
+FORMAT = "chainrule-model"
+FORMAT_VERSION = 1
+SAVABLE_LAYERS: dict[str, type[Layer]] = {
+    cls.__name__: cls for cls in (Dense, Sigmoid, Tanh, ReLU, Softmax, LogSoftmax)}
+_DTYPES = ("float16", "float32", "float64")
+_CLASS_KINDS = "biufU"  # bool, int, uint, float, str: each round-trips through JSON exactly
+_OFFSET, _SCALE = "preprocessing.offset", "preprocessing.scale"
+# First bytes of files that must never be unpickled: a pickle (protocol 2+) and a zip
+# (``torch.save`` output, a pickle inside a zip).
+_PICKLE_SIGNATURES = {b"\x80": "a Python pickle", b"PK\x03\x04": "a zip archive (torch.save?)"}
+
+
+def save(model: Sequential, path: str | os.PathLike) -> Path:
+    """Write ``model`` to ``path`` in safetensors format, atomically; returns the path.
+
+    Weights, dtype, architecture, ``model.classes`` and ``model.preprocessing`` are stored,
+    so ``load(path)`` predicts on raw inputs exactly like ``model``. Only the layers in
+    ``SAVABLE_LAYERS`` can be saved; any other layer is a ``ValueError``.
+    """
+    tensors, metadata = _encode(model)
+    path = Path(path)
+    write_bytes_atomically(path, safetensors.numpy.save(tensors, metadata=metadata))
+    return path
+
+
+def load(path: str | os.PathLike) -> Sequential:
+    """Read a model written by ``save``; its ``predict``/``predict_proba`` take RAW inputs.
+
+    Raises ``FileNotFoundError`` for a missing file and a ``ValueError`` naming the file for
+    anything that is not an intact chainrule model file of a format version this chainrule
+    reads (a pickle, a truncated file, missing or misshapen tensors, a newer format).
+    """
+    path = Path(path)
+    _refuse_pickles(path)
+    try:
+        with safetensors.safe_open(path, framework="numpy") as file:
+            metadata = file.metadata() or {}
+            tensors = {key: file.get_tensor(key) for key in file.keys()}
+    except safetensors.SafetensorError as error:
+        raise ValueError(f"{path}: not a valid safetensors file "
+                         f"(truncated or corrupt?): {error}") from None
+    return _decode(path, metadata, tensors)
+
+
+def write_bytes_atomically(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that ``path`` is always the old file or the new one.
+
+    The bytes go to a temporary file in the same directory, are flushed to disk (fsync),
+    and the file is renamed over ``path`` (``os.replace``, atomic on POSIX and Windows). On
+    any error, including KeyboardInterrupt, the temporary file is removed and ``path`` is
+    untouched.
+    """
+    path = Path(path)
+    directory = path.parent
+    # A replaced file keeps its permissions; a new one gets rw-r--r-- (mkstemp's 0600 would
+    # hide it from other users).
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644
+    descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                                             dir=directory)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            _write_payload(file, data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temp_name, mode)
+        os.replace(temp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)
+        raise
+    if os.name == "posix":  # make the rename itself durable
+        directory_descriptor = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(directory_descriptor)
+        finally:
+            os.close(directory_descriptor)
+
+
+def read_inputs(path: str | os.PathLike, n_features: int) -> np.ndarray:
+    """Raw inputs ``(N, n_features)`` float64 from a ``.npz`` or ``.csv`` file, for predicting.
+
+    ``.npz``: the array ``X`` (or the only array). ``.csv``: ``n_features`` columns, or one
+    more whose last column (a label, as in training files) is ignored; the first row is a
+    header when it is not all numbers.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            names = archive.files
+            if "X" not in names and len(names) != 1:
+                raise ValueError(f"{path}: expected an array 'X' (or a single array), "
+                                 f"found {', '.join(names) or 'none'}")
+            inputs = archive["X" if "X" in names else names[0]]
+        if inputs.dtype.kind not in "biuf":
+            raise ValueError(f"{path}: inputs must be numeric, got dtype {inputs.dtype}")
+    elif path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8-sig") as file:
+            rows = [row for row in csv.reader(file) if any(cell.strip() for cell in row)]
+        if rows and not all(map(_is_number, rows[0][:n_features])):
+            rows = rows[1:]  # a header
+        if not rows or len(rows[0]) not in (n_features, n_features + 1):
+            width = len(rows[0]) if rows else 0
+            raise ValueError(f"{path}: the model takes {n_features} features; expected rows of "
+                             f"{n_features} (or {n_features + 1} with a label) columns, "
+                             f"got {width}")
+        try:
+            inputs = np.array([row[:n_features] for row in rows], dtype=np.float64)
+        except ValueError as error:
+            raise ValueError(f"{path}: every feature cell must be a number "
+                             f"(rows of equal length): {error}") from None
+    else:
+        raise ValueError(f"{path}: expected a .npz or .csv file of inputs")
+    if inputs.ndim != 2 or inputs.shape[1] != n_features or len(inputs) == 0:
+        raise ValueError(f"{path}: expected inputs of shape (N, {n_features}), "
+                         f"got {inputs.shape}")
+    if not np.all(np.isfinite(inputs)):
+        row, column = np.argwhere(~np.isfinite(inputs))[0]
+        raise ValueError(f"{path}: input [{row}, {column}] is {inputs[row, column]}, "
+                         "not a finite number")
+    return inputs.astype(np.float64, copy=False)
+
+
+def evaluate_model(model: Sequential, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """``(mean cross-entropy, accuracy)`` of ``model`` on RAW inputs ``X`` ``(N, D)``.
+
+    Labels ``y`` ``(N,)`` are values of ``model.classes`` (class indices when it has none).
+    The loss follows the output layer: ``SoftmaxCrossEntropy`` on logits, ``NLLLoss`` after
+    ``LogSoftmax``, ``CrossEntropy`` after ``Softmax`` — the same number in each case.
+    """
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != len(X):
+        raise ValueError(f"evaluate: need one label per input row, got {len(X)} rows and "
+                         f"labels of shape {y.shape}")
+    n_classes = model.output_width(np.shape(X)[1])
+    classes = np.arange(n_classes) if model.classes is None else model.classes
+    index_of = {label: index for index, label in enumerate(classes.tolist())}
+    unknown = [label for label in y.tolist() if label not in index_of]
+    if unknown:
+        raise ValueError(f"evaluate: label {unknown[0]!r} is not one of the model's classes "
+                         f"{classes.tolist()[:10]}")
+    indices = np.array([index_of[label] for label in y.tolist()], dtype=np.int64)
+    last = model.layers[-1]
+    loss: Loss = (CrossEntropy() if isinstance(last, Softmax) else
+                  NLLLoss() if isinstance(last, LogSoftmax) else SoftmaxCrossEntropy())
+    return evaluate(model, loss, model.prepare(X), indices)
+
+
+def predictions_csv(model: Sequential, X: np.ndarray) -> str:
+    """CSV text: a header ``label,proba_<class>...``, then per RAW input row its predicted
+    label and the probability of each class."""
+    probabilities = model.predict_proba(X)
+    labels = model.predict(X)
+    classes = range(probabilities.shape[1]) if model.classes is None else model.classes
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["label", *(f"proba_{label}" for label in classes)])
+    for label, row in zip(labels.tolist(), probabilities.tolist(), strict=True):
+        writer.writerow([label, *(repr(p) for p in row)])
+    return text.getvalue()
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _write_payload(file: IO[bytes], data: bytes) -> None:
+    file.write(data)
+
+
+def _encode(model: Sequential) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """``(tensors, metadata)`` for ``model``; a ``ValueError`` for what cannot be saved."""
+    architecture = []
+    for index, layer in enumerate(model.layers):
+        name = type(layer).__name__
+        if SAVABLE_LAYERS.get(name) is not type(layer):
+            raise ValueError(f"save: layer {index} ({layer!r}, type {type(layer).__qualname__})"
+                             f" cannot be saved; model files hold only the layers "
+                             f"{', '.join(SAVABLE_LAYERS)}")
+        entry: dict[str, Any] = {"type": name}
+        if isinstance(layer, Dense):
+            entry["n_in"], entry["n_out"] = (int(size) for size in layer.params["W"].shape)
+        architecture.append(entry)
+    tensors = {key: np.ascontiguousarray(param) for key, param, _ in model.named_parameters()}
+    metadata = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "chainrule_version": _chainrule_version(),
+        "dtype": np.dtype(model.dtype).name,
+        "architecture": json.dumps(architecture),
+        "classes": json.dumps(_encode_classes(model.classes)),
+        "preprocessing": json.dumps(None),
+    }
+    scaler = model.preprocessing
+    if scaler is not None:
+        if not isinstance(scaler, Scaler):
+            raise ValueError(f"save: model.preprocessing must be a chainrule.Scaler or None, "
+                             f"got {type(scaler).__name__}")
+        metadata["preprocessing"] = json.dumps({"kind": str(scaler.kind)})
+        tensors[_OFFSET] = np.ascontiguousarray(scaler.offset, dtype=np.float64)
+        tensors[_SCALE] = np.ascontiguousarray(scaler.scale, dtype=np.float64)
+    return tensors, metadata
+
+
+def _encode_classes(classes: np.ndarray | None) -> dict[str, Any] | None:
+    """``{"dtype": "<i8", "values": [0, 1, 2]}``: the values and the dtype to restore them."""
+    if classes is None:
+        return None
+    classes = np.asarray(classes)
+    if classes.dtype.kind == "O" and all(isinstance(value, str) for value in classes.flat):
+        classes = classes.astype(str)
+    if classes.ndim != 1 or classes.dtype.kind not in _CLASS_KINDS:
+        raise ValueError(f"save: model.classes must be a 1-D array of numbers, booleans or "
+                         f"strings, got dtype {classes.dtype} and shape {classes.shape}")
+    return {"dtype": classes.dtype.str, "values": classes.tolist()}
+
+
+def _refuse_pickles(path: Path) -> None:
+    """A clear ``ValueError`` for pickles and zips, read from the first bytes only."""
+    with path.open("rb") as file:
+        start = file.read(8)
+    for signature, what in _PICKLE_SIGNATURES.items():
+        if start.startswith(signature):
+            raise ValueError(f"{path}: this is {what}, not a safetensors model file; "
+                             "chainrule never unpickles (loading a pickle can run code)")
+
+
+def _decode(path: Path, metadata: dict[str, str], tensors: dict[str, np.ndarray]) -> Sequential:
+    """Rebuild the ``Sequential`` described by a file's metadata and tensors."""
+    if metadata.get("format") != FORMAT:
+        raise ValueError(f"{path}: a safetensors file but not a chainrule model (its metadata "
+                         f"has no format {FORMAT!r}); write model files with chainrule.save")
+    version = metadata.get("format_version", "")
+    if not version.isdigit():
+        raise ValueError(f"{path}: invalid format_version {version!r}")
+    if int(version) > FORMAT_VERSION:
+        raise ValueError(f"{path}: model file format version {version} was written by a newer "
+                         f"chainrule ({metadata.get('chainrule_version', '?')}); this one "
+                         f"({_chainrule_version()}) reads versions up to {FORMAT_VERSION}: "
+                         "upgrade chainrule")
+    fields = {key: _json_field(path, metadata, key)
+              for key in ("architecture", "classes", "preprocessing")}
+    dtype = metadata.get("dtype")
+    if dtype not in _DTYPES:
+        raise ValueError(f"{path}: dtype must be one of {_DTYPES}, got {dtype!r}")
+    layers, expected = _build_layers(path, fields["architecture"], np.dtype(dtype))
+    preprocessing = fields["preprocessing"]
+    if preprocessing is not None:
+        n_features = len(tensors.get(_OFFSET, ()))
+        expected |= {_OFFSET: ((n_features,), np.dtype(np.float64)),
+                     _SCALE: ((n_features,), np.dtype(np.float64))}
+    _check_tensors(path, tensors, expected)
+
+    model = Sequential(layers)
+    model.set_weights({key: tensors[key] for key in model.params})
+    if preprocessing is not None:
+        if not isinstance(preprocessing, dict) or not isinstance(preprocessing.get("kind"), str):
+            raise ValueError(f"{path}: invalid preprocessing {preprocessing!r}")
+        if model.input_width is not None and model.input_width != len(tensors[_OFFSET]):
+            raise ValueError(f"{path}: preprocessing has {len(tensors[_OFFSET])} features, "
+                             f"the first Dense layer takes {model.input_width}")
+        model.preprocessing = Scaler(preprocessing["kind"], tensors[_OFFSET], tensors[_SCALE])
+    model.classes = _decode_classes(path, fields["classes"])
+    if model.classes is not None and model.input_width is not None:
+        n_outputs = model.output_width()
+        if len(model.classes) != n_outputs:
+            raise ValueError(f"{path}: {len(model.classes)} class labels for {n_outputs} "
+                             "network outputs")
+    return model
+
+
+def _json_field(path: Path, metadata: dict[str, str], key: str) -> Any:
+    if key not in metadata:
+        raise ValueError(f"{path}: metadata {key!r} is missing")
+    try:
+        return json.loads(metadata[key])
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: metadata {key!r} is not valid JSON: {error}") from None
+
+
+def _build_layers(
+    path: Path, architecture: Any, dtype: np.dtype
+) -> tuple[list[Layer], dict[str, tuple[tuple[int, ...], np.dtype]]]:
+    """The layers, and the ``{key: (shape, dtype)}`` of the tensors they need."""
+    if not isinstance(architecture, list) or not architecture:
+        raise ValueError(f"{path}: architecture must be a non-empty list of layers")
+    layers: list[Layer] = []
+    expected: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    width = None  # output width of the layers so far, once a Dense layer fixed it
+    for index, entry in enumerate(architecture):
+        name = entry.get("type") if isinstance(entry, dict) else None
+        if name not in SAVABLE_LAYERS:
+            raise ValueError(f"{path}: layer {index} has unknown type {name!r}; known: "
+                             f"{', '.join(SAVABLE_LAYERS)}")
+        if name != "Dense":
+            layers.append(SAVABLE_LAYERS[name]())
+            continue
+        n_in, n_out = entry.get("n_in"), entry.get("n_out")
+        if not all(isinstance(size, int) and size >= 1 for size in (n_in, n_out)):
+            raise ValueError(f"{path}: layer {index} (Dense) needs sizes n_in, n_out >= 1, "
+                             f"got {n_in!r}, {n_out!r}")
+        if width is not None and n_in != width:
+            raise ValueError(f"{path}: layer {index} (Dense) takes {n_in} inputs but the "
+                             f"layer before it outputs {width}")
+        width = n_out
+        layers.append(Dense(n_in, n_out, seed=0, dtype=dtype))
+        expected[f"{index}.W"] = ((n_in, n_out), dtype)
+        expected[f"{index}.b"] = ((n_out,), dtype)
+    return layers, expected
+
+
+def _check_tensors(path: Path, tensors: dict[str, np.ndarray],
+                   expected: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+    missing = sorted(set(expected) - set(tensors))
+    if missing:
+        raise ValueError(f"{path}: missing tensor(s) {', '.join(missing)}")
+    unexpected = sorted(set(tensors) - set(expected))
+    if unexpected:
+        raise ValueError(f"{path}: unexpected tensor(s) {', '.join(unexpected)} not in the "
+                         "architecture")
+    for key, (shape, dtype) in expected.items():
+        if tensors[key].shape != shape or tensors[key].dtype != dtype:
+            raise ValueError(f"{path}: tensor {key} should be {dtype} of shape {shape}, got "
+                             f"{tensors[key].dtype} of shape {tensors[key].shape}")
+
+
+def _decode_classes(path: Path, classes: Any) -> np.ndarray | None:
+    if classes is None:
+        return None
+    try:
+        dtype = np.dtype(classes["dtype"])
+        if dtype.kind not in _CLASS_KINDS:
+            raise ValueError(f"dtype {dtype} is not allowed")
+        values = np.array(classes["values"], dtype=dtype)
+    except (TypeError, KeyError, ValueError) as error:
+        raise ValueError(f"{path}: invalid class labels {classes!r}: {error}") from None
+    if values.ndim != 1:
+        raise ValueError(f"{path}: class labels must be a flat list, got {classes['values']!r}")
+    return values
+
+
+def _chainrule_version() -> str:
+    from chainrule import __version__
+
+    return __version__
