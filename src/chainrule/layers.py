@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from chainrule.errors import NonFiniteError
 from chainrule.functional import log_softmax, sigmoid, softmax, softmax_jacobian, softmax_vjp
 
 __all__ = ["Dense", "Layer", "LogSoftmax", "ReLU", "Sigmoid", "Softmax", "Tanh"]
@@ -150,7 +151,7 @@ class Dense(Layer):
             bad = np.argwhere(~np.isfinite(x))
             if len(bad):
                 row, col = bad[0]
-                raise ValueError(
+                raise NonFiniteError(
                     f"{self!r}: input has {len(bad)} non-finite value(s), "
                     f"first {x[row, col]} at [{row}, {col}]"
                 )
@@ -239,7 +240,7 @@ class _SoftmaxBase(Layer):
                 problem = f"+inf at [{bad_row}, {int(np.flatnonzero(np.isposinf(row))[0])}]"
             else:
                 problem = f"row {bad_row} is -inf everywhere (every class masked)"
-            raise ValueError(f"{self!r}: invalid logits: {problem}")
+            raise NonFiniteError(f"{self!r}: invalid logits: {problem}")
         return x
 
 

@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 
+from chainrule.errors import NonFiniteError
 from chainrule.functional import log_softmax
 
 __all__ = ["CrossEntropy", "Loss", "MSELoss", "NLLLoss", "SoftmaxCrossEntropy"]
@@ -203,12 +204,12 @@ class SoftmaxCrossEntropy(_ClassificationLoss):
     def _check_logits(self, logits: np.ndarray) -> np.ndarray:
         if np.isnan(logits).any() or np.isposinf(logits).any():
             row, col = np.argwhere(np.isnan(logits) | np.isposinf(logits))[0]
-            raise ValueError(f"{self!r}: logits must not be NaN or +inf; got {logits[row, col]} "
-                             f"at [{row}, {col}]")
+            raise NonFiniteError(f"{self!r}: logits must not be NaN or +inf; got "
+                                 f"{logits[row, col]} at [{row}, {col}]")
         if np.any(np.all(np.isneginf(logits), axis=1)):
             row = int(np.flatnonzero(np.all(np.isneginf(logits), axis=1))[0])
-            raise ValueError(f"{self!r}: row {row} of the logits is -inf everywhere "
-                             "(every class masked)")
+            raise NonFiniteError(f"{self!r}: row {row} of the logits is -inf everywhere "
+                                 "(every class masked)")
         if not self._warned_probabilities and _looks_like_probabilities(logits):
             self._warned_probabilities = True
             warnings.warn(f"{self!r}: the logits look like probabilities (in [0, 1], rows "
@@ -228,10 +229,11 @@ class CrossEntropy(_ClassificationLoss):
 
     def forward(self, output: np.ndarray, target: np.ndarray) -> float:
         probs = self._check_output(output)
-        if np.isnan(probs).any() or probs.min() < 0 or probs.max() > 1:
+        if np.isnan(probs).any():
+            raise NonFiniteError(f"{self!r}: probabilities contain NaN")
+        if probs.min() < 0 or probs.max() > 1:
             raise ValueError(f"{self!r}: expects probabilities in [0, 1], got values in "
-                             f"[{np.nanmin(probs):.4g}, {np.nanmax(probs):.4g}]"
-                             f"{' with NaN' if np.isnan(probs).any() else ''}; "
+                             f"[{probs.min():.4g}, {probs.max():.4g}]; "
                              "for logits use SoftmaxCrossEntropy")
         effective, norm = self._effective_targets(target, probs.shape)
         floored = np.maximum(probs, np.finfo(probs.dtype).tiny)
@@ -250,9 +252,11 @@ class NLLLoss(_ClassificationLoss):
 
     def forward(self, output: np.ndarray, target: np.ndarray) -> float:
         log_probs = self._check_output(output)
-        if np.isnan(log_probs).any() or np.any(log_probs > 1e-6):
-            raise ValueError(f"{self!r}: expects log-probabilities (<= 0, no NaN), got max "
-                             f"{np.nanmax(log_probs):.4g}")
+        if np.isnan(log_probs).any():
+            raise NonFiniteError(f"{self!r}: log-probabilities contain NaN")
+        if np.any(log_probs > 1e-6):
+            raise ValueError(f"{self!r}: expects log-probabilities (<= 0), got max "
+                             f"{log_probs.max():.4g}")
         effective, norm = self._effective_targets(target, log_probs.shape)
         if not norm:
             self._grad = np.zeros_like(log_probs)

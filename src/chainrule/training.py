@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
+from chainrule.errors import NonFiniteError
 from chainrule.losses import Loss
 from chainrule.network import Sequential
 from chainrule.optimizers import Optimizer
@@ -59,6 +60,9 @@ def encode_labels(y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray
     return indices.astype(np.int64), classes
 
 
+# Divergence is detected and reported as one FloatingPointError (below), so NumPy's
+# overflow/invalid warnings along the way would only be noise.
+@np.errstate(over="ignore", invalid="ignore")
 def fit(
     model: Sequential,
     loss: Loss,
@@ -137,11 +141,8 @@ def fit(
             try:
                 output = model.forward(xb)
                 batch_loss = loss.forward(output, yb)
-            except ValueError:
-                # X was checked finite up front, so a non-finite parameter means divergence.
-                if _params_finite(model):
-                    raise
-                batch_loss = np.nan
+            except NonFiniteError:
+                batch_loss = np.nan  # X was checked finite up front: the training diverged
             if not np.isfinite(batch_loss):
                 _diverged(model, snapshot, f"loss became {batch_loss} at epoch {epoch + 1}, "
                                            f"batch {batch_index + 1}")
@@ -194,8 +195,9 @@ def _class_indices(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
     indices = np.clip(np.searchsorted(classes, y), 0, len(classes) - 1)
     unknown = classes[indices] != y
     if np.any(unknown):
-        raise ValueError(f"label {y[np.flatnonzero(unknown)[0]]!r} is not one of the classes "
-                         f"seen in training: {classes[:10]}")
+        label = y[np.flatnonzero(unknown)[0]].item()
+        raise ValueError(f"label {label!r} is not one of the classes seen in training: "
+                         f"{classes[:10]}")
     return indices.astype(np.int64)
 
 

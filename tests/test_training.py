@@ -1,0 +1,145 @@
+"""fit and the train command: accuracy reached, history, early stopping, divergence, dtypes."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule import experiment
+from chainrule.cli import main
+
+
+@pytest.fixture(scope="module")
+def default_run():
+    return experiment.run(progress=False)
+
+
+def test_default_run_reaches_097_on_digits(default_run):
+    assert default_run.test_accuracy >= 0.97
+    assert default_run.n_test == 450  # 25% of 1,797, stratified
+    history = default_run.history
+    assert len(history.loss) == experiment.TrainConfig().epochs
+    assert history.loss[-1] < history.loss[0] / 5
+    assert history.val_accuracy[-1] == pytest.approx(default_run.test_accuracy)
+    assert default_run.model.preprocessing.kind == "standard"
+    assert default_run.summary().startswith(f"test accuracy: {default_run.test_accuracy:.4f} "
+                                            "(450 samples) in ")
+
+
+def blobs(rng, n=300, classes=3, features=4):
+    centers = rng.normal(size=(classes, features)) * 4
+    y = rng.integers(0, classes, size=n)
+    return centers[y] + rng.normal(size=(n, features)), y
+
+
+def test_history_layout_and_string_labels(rng):
+    X, y = blobs(rng)
+    names = np.array(["cat", "dog", "emu"])[y]
+    model = cr.mlp(4, [8], 3, seed=0)
+    history = cr.fit(model, cr.SoftmaxCrossEntropy(), cr.SGD(0.1, momentum=0.9), X, names,
+                     epochs=5, batch_size=16, validation_data=(X[:50], names[:50]), seed=0,
+                     progress=False)
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert history.loss is history.history["loss"] and len(history.val_accuracy) == 5
+    assert history.epoch == [0, 1, 2, 3, 4]
+    assert history.accuracy[-1] > 0.95
+    np.testing.assert_array_equal(model.classes, ["cat", "dog", "emu"])
+    assert np.mean(model.predict(X) == names) > 0.95
+    with pytest.raises(ValueError, match="'owl' is not one of the classes"):
+        cr.fit(model, cr.SoftmaxCrossEntropy(), cr.SGD(0.1), X, names, epochs=1,
+               validation_data=(X[:1], np.array(["owl"])), progress=False)
+
+
+def test_same_seed_same_model(rng):
+    X, y = blobs(rng)
+    weights = []
+    for _ in range(2):
+        model = cr.mlp(4, [8], 3, seed=1)
+        cr.fit(model, cr.SoftmaxCrossEntropy(), cr.Adam(0.01), X, y, epochs=2, seed=7,
+               progress=False)
+        weights.append(model.params["0.W"].copy())
+    np.testing.assert_array_equal(*weights)
+
+
+def test_early_stopping_restores_the_best_weights(rng):
+    X, y = blobs(rng, n=200)
+    y_val = rng.integers(0, 3, size=40)  # random validation labels: val loss soon rises
+    model = cr.mlp(4, [32], 3, seed=0)
+    history = cr.fit(model, cr.SoftmaxCrossEntropy(), cr.Adam(0.05), X, y, epochs=200,
+                     validation_data=(X[:40], y_val), patience=3, progress=False)
+    assert history.stopped_early and len(history.loss) < 200
+    best = history.best_epoch
+    assert history.val_loss[best] == min(history.val_loss)
+    assert len(history.val_loss) == best + 5  # best, then patience + 1 worse epochs
+    X_val = model.prepare(X[:40])
+    assert cr.SoftmaxCrossEntropy().forward(model.forward(X_val), y_val) == pytest.approx(
+        history.val_loss[best])
+    with pytest.raises(ValueError, match="needs validation_data"):
+        cr.fit(model, cr.SoftmaxCrossEntropy(), cr.SGD(0.1), X, y, patience=2, progress=False)
+
+
+def test_divergence_raises_and_keeps_finite_parameters(rng):
+    X, y = blobs(rng)
+    model = cr.mlp(4, [16], 3, activation="relu", seed=0)
+    with pytest.raises(FloatingPointError, match=r"epoch \d+, batch \d+"):
+        cr.fit(model, cr.SoftmaxCrossEntropy(), cr.SGD(1e6), X * 1e3, y, epochs=5,
+               progress=False)
+    assert all(np.all(np.isfinite(param)) for param in model.params.values())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_training_follows_the_model_dtype(dtype, rng):
+    X, y = blobs(rng)
+    model = cr.mlp(4, [8], 3, seed=0, dtype=dtype)
+    history = cr.fit(model, cr.SoftmaxCrossEntropy(), cr.Adam(0.01), X, y, epochs=10,
+                     scaling="minmax", progress=False)
+    assert model.dtype == dtype and model.params["0.W"].dtype == dtype
+    assert history.accuracy[-1] > 0.9
+    assert model.predict_proba(X).dtype == dtype
+
+
+def test_soft_targets_and_bad_input(rng):
+    X, y = blobs(rng)
+    soft = np.eye(3)[y] * 0.9 + 0.1 / 3
+    model = cr.mlp(4, [8], 3, seed=0)
+    history = cr.fit(model, cr.SoftmaxCrossEntropy(), cr.Adam(0.01), X, soft, epochs=5,
+                     progress=False)
+    assert history.accuracy[-1] > 0.9 and model.classes is None
+    X_bad = X.copy()
+    X_bad[5, 2] = np.nan
+    with pytest.raises(ValueError, match=r"X\[5, 2\] is nan"):
+        cr.fit(model, cr.SoftmaxCrossEntropy(), cr.SGD(0.1), X_bad, y, progress=False)
+    with pytest.raises(ValueError, match="4 outputs but the labels have 3"):
+        cr.fit(cr.mlp(4, [8], 4), cr.SoftmaxCrossEntropy(), cr.SGD(0.1), X, y + 10,
+               progress=False)
+
+
+def test_progress_bar_quiet_when_not_a_terminal(rng, capsys):
+    X, y = blobs(rng, n=40)
+    cr.fit(cr.mlp(4, [4], 3, seed=0), cr.SoftmaxCrossEntropy(), cr.SGD(0.1), X, y, epochs=2,
+           progress=True)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_cli_train_prints_the_summary_line(capsys):
+    assert main(["train", "--quiet"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("test accuracy: 0.9") and "(450 samples) in " in line
+    assert float(line.split()[2]) >= 0.97
+
+
+def test_cli_options_and_errors(capsys):
+    assert main(["train", "--quiet", "--data", "iris", "--hidden", "16", "8", "--epochs", "60",
+                 "--optimizer", "sgd", "--lr", "0.05", "--dtype", "float32"]) == 0
+    assert "(38 samples)" in capsys.readouterr().out
+    assert main(["train", "--quiet", "--data", "no-such-data"]) == 2
+    assert "error: no dataset or file 'no-such-data'" in capsys.readouterr().err
+
+
+def test_python_dash_m_works():
+    result = subprocess.run([sys.executable, "-m", "chainrule", "train", "--help"],
+                            capture_output=True, text=True, check=True)
+    assert "--hidden" in result.stdout and "--batch-size" in result.stdout
