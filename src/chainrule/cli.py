@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from chainrule import __version__, experiment
+from chainrule import __version__, datasets, experiment, export, serialization
 from chainrule.datasets import DATASET_NAMES
 from chainrule.network import ACTIVATIONS
 from chainrule.preprocessing import SCALINGS
@@ -63,6 +63,9 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
                         help="stop after this many epochs without improvement of the held-out "
                              "loss, keeping the best weights (default: off)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--out", metavar="MODEL",
+                        help="save the trained model (weights, classes, scaling) to this "
+                             "safetensors file, e.g. model.safetensors")
     parser.set_defaults(handler=_train)
 
 
@@ -77,6 +80,78 @@ def _train(args: argparse.Namespace) -> int:
           f"{config.optimizer} lr={config.lr}, {config.epochs} epochs", file=sys.stderr)
     result = experiment.run(config, progress=not args.quiet)
     print(result.summary())
+    if args.out:
+        result.model.save(args.out)
+        print(f"saved the model to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="accuracy and loss of a saved model on a dataset",
+        description="Load a model saved by 'train --out' and report its accuracy and mean "
+                    "cross-entropy on a dataset of RAW inputs (the model applies its recorded "
+                    "scaling).")
+    parser.add_argument("model", metavar="MODEL", help="model file written by train --out")
+    parser.add_argument("--data", required=True, metavar="NAME|PATH",
+                        help=f"dataset: {', '.join(DATASET_NAMES)}, or a .npz, .csv or MNIST "
+                             "IDX file/folder, labels in the classes the model was trained on")
+    parser.set_defaults(handler=_evaluate)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    model = serialization.load(args.model)
+    X, y = datasets.load(args.data)
+    loss, accuracy = serialization.evaluate_model(model, X, y)
+    print(f"accuracy: {accuracy:.4f}  loss: {loss:.4f}  ({len(y)} samples)")
+    return 0
+
+
+def _add_predict(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict", help="predict the class of each row of a file",
+        description="Load a model saved by 'train --out' and predict a class for each row of "
+                    "RAW inputs: one label per line on standard output, or with --out a CSV "
+                    "with the label and every class probability.")
+    parser.add_argument("model", metavar="MODEL", help="model file written by train --out")
+    parser.add_argument("inputs", metavar="INPUT",
+                        help=".npz (array X) or .csv of raw inputs; a CSV may keep a trailing "
+                             "label column, which is ignored")
+    parser.add_argument("--out", metavar="FILE.csv",
+                        help="write CSV columns label,proba_<class>... instead of printing")
+    parser.set_defaults(handler=_predict)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    model = serialization.load(args.model)
+    X = serialization.read_inputs(args.inputs, model.input_width)
+    if args.out:
+        serialization.write_bytes_atomically(
+            args.out, serialization.predictions_csv(model, X).encode())
+        print(f"wrote {len(X)} predictions to {args.out}", file=sys.stderr)
+    else:
+        print("\n".join(str(label) for label in model.predict(X).tolist()))
+    return 0
+
+
+def _add_export(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export", help="export a saved model to ONNX",
+        description=f"Write an ONNX graph (opset {export.ONNX_OPSET}) from raw inputs 'input' "
+                    "to class 'probabilities', the recorded scaling included, for onnxruntime "
+                    "and other engines. Needs: pip install onnx.")
+    parser.add_argument("model", metavar="MODEL", help="model file written by train --out")
+    parser.add_argument("--onnx", required=True, metavar="FILE.onnx", help="where to write")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                        help="precision of the graph's input and arithmetic "
+                             "(default: the model's)")
+    parser.set_defaults(handler=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    model = serialization.load(args.model)
+    export.to_onnx(model, args.onnx, dtype=args.dtype)
+    print(f"wrote {args.onnx}", file=sys.stderr)
     return 0
 
 
@@ -87,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"chainrule {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_train(subparsers)
+    _add_evaluate(subparsers)
+    _add_predict(subparsers)
+    _add_export(subparsers)
     return parser
 
 

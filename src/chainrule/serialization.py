@@ -61,7 +61,8 @@ _CLASS_KINDS = "biufU"  # bool, int, uint, float, str: each round-trips through 
 _OFFSET, _SCALE = "preprocessing.offset", "preprocessing.scale"
 # First bytes of files that must never be unpickled: a pickle (protocol 2+) and a zip
 # (``torch.save`` output, a pickle inside a zip).
-_PICKLE_SIGNATURES = {b"\x80": "a Python pickle", b"PK\x03\x04": "a zip archive (torch.save?)"}
+_PICKLE_SIGNATURES = {b"\x80": "a Python pickle",
+                      b"PK\x03\x04": "a zip archive (a .npz, or torch.save's pickles)"}
 
 
 def save(model: Sequential, path: str | os.PathLike) -> Path:
@@ -130,12 +131,12 @@ def write_bytes_atomically(path: str | os.PathLike, data: bytes) -> None:
             os.close(directory_descriptor)
 
 
-def read_inputs(path: str | os.PathLike, n_features: int) -> np.ndarray:
+def read_inputs(path: str | os.PathLike, n_features: int | None) -> np.ndarray:
     """Raw inputs ``(N, n_features)`` float64 from a ``.npz`` or ``.csv`` file, for predicting.
 
     ``.npz``: the array ``X`` (or the only array). ``.csv``: ``n_features`` columns, or one
     more whose last column (a label, as in training files) is ignored; the first row is a
-    header when it is not all numbers.
+    header when it is not all numbers. ``n_features=None`` accepts any width.
     """
     path = Path(path)
     if path.suffix.lower() == ".npz":
@@ -152,8 +153,11 @@ def read_inputs(path: str | os.PathLike, n_features: int) -> np.ndarray:
             rows = [row for row in csv.reader(file) if any(cell.strip() for cell in row)]
         if rows and not all(map(_is_number, rows[0][:n_features])):
             rows = rows[1:]  # a header
-        if not rows or len(rows[0]) not in (n_features, n_features + 1):
-            width = len(rows[0]) if rows else 0
+        if not rows:
+            raise ValueError(f"{path}: the file holds no data rows")
+        width = len(rows[0])
+        n_features = width if n_features is None else n_features
+        if width not in (n_features, n_features + 1):
             raise ValueError(f"{path}: the model takes {n_features} features; expected rows of "
                              f"{n_features} (or {n_features + 1} with a label) columns, "
                              f"got {width}")
@@ -164,8 +168,8 @@ def read_inputs(path: str | os.PathLike, n_features: int) -> np.ndarray:
                              f"(rows of equal length): {error}") from None
     else:
         raise ValueError(f"{path}: expected a .npz or .csv file of inputs")
-    if inputs.ndim != 2 or inputs.shape[1] != n_features or len(inputs) == 0:
-        raise ValueError(f"{path}: expected inputs of shape (N, {n_features}), "
+    if inputs.ndim != 2 or len(inputs) == 0 or inputs.shape[1] != (n_features or inputs.shape[1]):
+        raise ValueError(f"{path}: expected inputs of shape (N, {n_features or 'features'}), "
                          f"got {inputs.shape}")
     if not np.all(np.isfinite(inputs)):
         row, column = np.argwhere(~np.isfinite(inputs))[0]
@@ -279,7 +283,7 @@ def _refuse_pickles(path: Path) -> None:
     for signature, what in _PICKLE_SIGNATURES.items():
         if start.startswith(signature):
             raise ValueError(f"{path}: this is {what}, not a safetensors model file; "
-                             "chainrule never unpickles (loading a pickle can run code)")
+                             "chainrule never unpickles (unpickling can run code)")
 
 
 def _decode(path: Path, metadata: dict[str, str], tensors: dict[str, np.ndarray]) -> Sequential:
