@@ -5,6 +5,7 @@ product, layers whose ``backward`` sits next to their ``forward``, losses on pro
 fused on logits, and a gradient checker that names the classic mistakes.
 """
 
+from chainrule.estimator import MLPClassifier
 from chainrule.functional import (
     log_softmax,
     logsumexp,
@@ -32,6 +33,7 @@ __all__ = [
     "Layer",
     "LogSoftmax",
     "Loss",
+    "MLPClassifier",
     "MSELoss",
     "NLLLoss",
     "Optimizer",
