@@ -86,14 +86,12 @@ def load(path: str | os.PathLike) -> Sequential:
     reads (a pickle, a truncated file, missing or misshapen tensors, a newer format).
     """
     path = Path(path)
-    _refuse_pickles(path)
     try:
         with safetensors.safe_open(path, framework="numpy") as file:
             metadata = file.metadata() or {}
             tensors = {key: file.get_tensor(key) for key in file.keys()}
     except safetensors.SafetensorError as error:
-        raise ValueError(f"{path}: not a valid safetensors file "
-                         f"(truncated or corrupt?): {error}") from None
+        raise ValueError(f"{path}: {_why_unreadable(path, error)}") from None
     return _decode(path, metadata, tensors)
 
 
@@ -276,14 +274,17 @@ def _encode_classes(classes: np.ndarray | None) -> dict[str, Any] | None:
     return {"dtype": classes.dtype.str, "values": classes.tolist()}
 
 
-def _refuse_pickles(path: Path) -> None:
-    """A clear ``ValueError`` for pickles and zips, read from the first bytes only."""
+def _why_unreadable(path: Path, error: Exception) -> str:
+    """Why safetensors could not parse ``path``: a pickle or zip (by its first bytes), else
+    damage. Sniffed only after parsing failed: a safetensors file starts with its header
+    length, whose low byte may well be 0x80."""
     with path.open("rb") as file:
         start = file.read(8)
     for signature, what in _PICKLE_SIGNATURES.items():
         if start.startswith(signature):
-            raise ValueError(f"{path}: this is {what}, not a safetensors model file; "
-                             "chainrule never unpickles (unpickling can run code)")
+            return (f"this is {what}, not a safetensors model file; chainrule never "
+                    "unpickles (unpickling can run code)")
+    return f"not a valid safetensors file (truncated or corrupt?): {error}"
 
 
 def _decode(path: Path, metadata: dict[str, str], tensors: dict[str, np.ndarray]) -> Sequential:
