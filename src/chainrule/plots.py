@@ -11,10 +11,17 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["new_figure", "save_figure"]
+    from chainrule.derivation import Derivation
+    from chainrule.training import History
+
+__all__ = ["new_figure", "plot_gradients", "plot_history", "plot_softmax_jacobian",
+           "save_figure"]
 
 INSTALL_HINT = 'plotting needs matplotlib: pip install "chainrule[plot]"'
 
@@ -48,3 +55,134 @@ def save_figure(figure: Figure, path: str | os.PathLike, dpi: int = 120) -> Path
                                 f"{str(path.parent)!r} does not exist")
     figure.savefig(path, dpi=dpi)
     return path
+
+
+def plot_history(history: History, path: str | os.PathLike,
+                 loss_label: str = "cross-entropy (nats)") -> Path:
+    """Loss and accuracy per epoch, training and validation, side by side; returns ``path``.
+
+    The training values are running means over each epoch (the weights change during it);
+    the validation values are measured after it. A dashed line marks the restored best epoch.
+    """
+    if not history.loss:
+        raise ValueError("plot_history: the history has no epochs")
+    panels = [("loss", loss_label, "Loss per epoch (lower is better)")]
+    if history.accuracy:
+        panels.append(("accuracy", "accuracy (fraction correct)",
+                       "Accuracy per epoch (higher is better)"))
+    figure = new_figure(5.0 * len(panels), 4.0)
+    for position, (metric, label, title) in enumerate(panels, 1):
+        axes = figure.add_subplot(1, len(panels), position)
+        epochs = np.arange(1, len(history.history[metric]) + 1)
+        axes.plot(epochs, history.history[metric], marker="o", markersize=3,
+                  label="training (running mean)")
+        validation = history.history[f"val_{metric}"]
+        if validation:
+            axes.plot(epochs, validation, marker="s", markersize=3, label="validation")
+        if history.best_epoch is not None:
+            axes.axvline(history.best_epoch + 1, color="grey", linestyle="--",
+                         label=f"best epoch ({history.best_epoch + 1}, restored)")
+        axes.set(title=title, xlabel="epoch", ylabel=label)
+        axes.grid(alpha=0.3)
+        axes.legend()
+    return save_figure(figure, path)
+
+
+def plot_softmax_jacobian(derivation: Derivation, path: str | os.PathLike) -> Path:
+    """Heat map of the softmax Jacobian ``J = diag(A) - A Aᵀ`` beside bars of A, T and ∂E/∂Z.
+
+    ``derivation`` comes from ``explain_softmax_cross_entropy``; returns ``path``.
+    """
+    jacobian = derivation["J"].value
+    n_classes = len(jacobian)
+    figure = new_figure(11.0, 4.6)
+    figure.get_layout_engine().set(wspace=0.08)
+    heat, bars = figure.subplots(1, 2, width_ratios=[1, 1.2])
+    _heat_map(heat, jacobian, r"$J_{ij} = \partial A_i / \partial Z_j$ (per unit logit)",
+              diverging=True, annotate=n_classes <= 8)
+    heat.set(title=r"Softmax Jacobian $J = \mathrm{diag}(A) - A A^\top$",
+             xlabel="logit $Z_j$ (input)", ylabel="probability $A_i$ (output)")
+    classes = np.arange(n_classes)
+    width = 0.27
+    gradient = r"$\partial E/\partial Z = J^\top \partial E/\partial A$"
+    for offset, key, label in ((-width, "A", "$A$ = softmax(Z)"), (0, "T", "$T$ (target)"),
+                               (width, "dE/dZ", gradient)):
+        bars.bar(classes + offset, derivation[key].value, width, label=label)
+    bars.axhline(0, color="black", linewidth=0.8)
+    bars.set(title=r"Per class: output, target and the gradient $A - T$", xlabel="class",
+             ylabel="probability, or gradient (nats per unit logit)")
+    _integer_ticks(bars.xaxis, n_classes)
+    bars.legend()
+    bars.grid(axis="y", alpha=0.3)
+    return save_figure(figure, path)
+
+
+def plot_gradients(derivation: Derivation, path: str | os.PathLike) -> Path:
+    """Per layer, heat maps of |∂E/∂W| and of any full local Jacobian, and the size ‖δk‖ of
+    the gradient entering each layer (log scale): where gradients grow or vanish.
+
+    ``derivation`` comes from ``explain_backprop``; returns ``path``.
+    """
+    weights = [step for step in derivation if step.key.endswith(".W")]
+    jacobians = [step for step in derivation if step.key.endswith(".local")
+                 and step.value.ndim == 2 and step.name == "local Jacobian"
+                 and "W" not in step.formula]
+    n_panels = len(weights) + len(jacobians) + 1
+    n_columns = min(n_panels, 2)
+    n_rows = -(-n_panels // n_columns)
+    figure = new_figure(6.0 * n_columns, 4.2 * n_rows)
+    panels = iter(figure.subplots(n_rows, n_columns, squeeze=False).ravel())
+    for step in weights:
+        axes = next(panels)
+        index = step.key.split(".")[0]
+        # Drawn transposed, (n_out, n_in): one row per unit the weights feed.
+        _heat_map(axes, np.abs(step.value.T), rf"$|\partial E / \partial W_{{{index}}}|$ "
+                  "(nats per unit weight)", diverging=False, annotate=False)
+        axes.set(title=f"|weight gradient|, {step.group}", xlabel=f"input unit of layer {index}",
+                 ylabel=f"output unit of layer {index}")
+    for step in jacobians:
+        axes = next(panels)
+        _heat_map(axes, step.value, "$\\partial$ output / $\\partial$ input", diverging=True,
+                  annotate=len(step.value) <= 6)
+        axes.set(title=f"local Jacobian, {step.group}", xlabel="input unit", ylabel="output unit")
+    axes = next(panels)
+    incoming = [step for step in derivation if step.key.endswith(".grad_out")]
+    labels = [step.group.replace(": ", "\n") for step in incoming]
+    norms = [float(np.linalg.norm(step.value)) for step in incoming]
+    axes.bar(np.arange(len(norms)), norms, color="tab:purple")
+    axes.set_yscale("log")
+    axes.set_xticks(np.arange(len(norms)), labels, fontsize=8)
+    axes.set(title="Size of the gradient entering each layer (output → input)",
+             ylabel=r"$\|\delta_{k+1}\|_2$ (nats per unit, log scale)")
+    axes.grid(axis="y", alpha=0.3)
+    for unused in panels:
+        unused.set_visible(False)
+    return save_figure(figure, path)
+
+
+def _heat_map(axes: Axes, values: np.ndarray, label: str, diverging: bool,
+              annotate: bool) -> None:
+    """``values`` as an image with a colour bar labelled ``label``; a diverging map is
+    centred on 0 (red positive, blue negative); ``annotate`` writes each value in its cell."""
+    if diverging:
+        limit = float(np.max(np.abs(values))) or 1.0
+        image = axes.imshow(values, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+    else:
+        image = axes.imshow(values, cmap="viridis", aspect="auto")
+    axes.figure.colorbar(image, ax=axes, label=label)
+    _integer_ticks(axes.xaxis, values.shape[1])
+    _integer_ticks(axes.yaxis, values.shape[0])
+    if annotate:
+        limit = float(np.max(np.abs(values))) or 1.0
+        for (row, column), value in np.ndenumerate(values):
+            axes.text(column, row, f"{value:.3g}", ha="center", va="center", fontsize=9,
+                      color="white" if abs(value) > 0.6 * limit else "black")
+
+
+def _integer_ticks(axis, length: int) -> None:
+    """Tick every index when there are few, else let matplotlib pick whole numbers."""
+    if length <= 16:
+        axis.set_ticks(np.arange(length))
+    else:
+        from matplotlib.ticker import MaxNLocator
+        axis.set_major_locator(MaxNLocator(integer=True))
