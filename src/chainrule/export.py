@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 __all__ = ["ONNX_OPSET", "onnx_model", "to_onnx", "to_torch"]
 
 ONNX_OPSET = 17
-_ACTIVATIONS = {ReLU: "Relu", Tanh: "Tanh", Sigmoid: "Sigmoid", Softmax: "Softmax",
-                LogSoftmax: "LogSoftmax"}  # chainrule layer -> torch.nn class = ONNX operator
+# chainrule layer -> ONNX operator; torch.nn's classes have the chainrule names.
+_ONNX_OPERATORS = {ReLU: "Relu", Tanh: "Tanh", Sigmoid: "Sigmoid", Softmax: "Softmax",
+                   LogSoftmax: "LogSoftmax"}
 
 
 def to_torch(model: Sequential, include_preprocessing: bool = False) -> torch.nn.Sequential:
@@ -68,9 +69,9 @@ def to_torch(model: Sequential, include_preprocessing: bool = False) -> torch.nn
                 linear.bias.copy_(torch.from_numpy(layer.params["b"]))
             modules.append(linear)
         elif type(layer) in (Softmax, LogSoftmax):
-            modules.append(getattr(torch.nn, _ACTIVATIONS[type(layer)])(dim=1))
-        elif type(layer) in _ACTIVATIONS:
-            modules.append(getattr(torch.nn, _ACTIVATIONS[type(layer)])())
+            modules.append(getattr(torch.nn, type(layer).__name__)(dim=1))
+        elif type(layer) in _ONNX_OPERATORS:
+            modules.append(getattr(torch.nn, type(layer).__name__)())
         else:
             raise ValueError(f"to_torch: layer {index} ({layer!r}) has no PyTorch equivalent")
     return torch.nn.Sequential(*modules)
@@ -122,9 +123,9 @@ def onnx_model(model: Sequential, dtype: np.typing.DTypeLike | None = None) -> o
             add("MatMul", layer.params["W"])
             add("Add", layer.params["b"])
         elif type(layer) in (Softmax, LogSoftmax):
-            add(_ACTIVATIONS[type(layer)], axis=-1)
-        elif type(layer) in _ACTIVATIONS:
-            add(_ACTIVATIONS[type(layer)])
+            add(_ONNX_OPERATORS[type(layer)], axis=-1)
+        elif type(layer) in _ONNX_OPERATORS:
+            add(_ONNX_OPERATORS[type(layer)])
         else:
             raise ValueError(f"onnx_model: layer {index} ({layer!r}) has no ONNX equivalent")
     last = type(model.layers[-1])
