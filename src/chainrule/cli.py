@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from chainrule import __version__, datasets, experiment, export, serialization
+from chainrule import __version__, datasets, experiment, explain, export, plots, serialization
 from chainrule.datasets import DATASET_NAMES
 from chainrule.network import ACTIVATIONS
 from chainrule.preprocessing import SCALINGS
@@ -66,6 +66,9 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", metavar="MODEL",
                         help="save the trained model (weights, classes, scaling) to this "
                              "safetensors file, e.g. model.safetensors")
+    parser.add_argument("--plot", metavar="PATH",
+                        help="draw loss and accuracy per epoch, training and held-out, to this "
+                             "image, e.g. curves.png (needs matplotlib)")
     parser.set_defaults(handler=_train)
 
 
@@ -76,6 +79,8 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed, test_size=args.test_size,
         scaling=None if args.scaling == "none" else args.scaling, dtype=args.dtype,
         patience=args.patience)
+    if args.plot:
+        plots.check_plot_path(args.plot)  # fail before training, not after
     print(f"training on {config.data}: hidden {list(config.hidden)} {config.activation}, "
           f"{config.optimizer} lr={config.lr}, {config.epochs} epochs", file=sys.stderr)
     result = experiment.run(config, progress=not args.quiet)
@@ -83,6 +88,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.out:
         result.model.save(args.out)
         print(f"saved the model to {args.out}", file=sys.stderr)
+    if args.plot:
+        plots.plot_history(result.history, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
     return 0
 
 
@@ -155,6 +163,69 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_explain(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "explain", help="write out backpropagation step by step with your numbers",
+        description="Work the chain rule with numbers: softmax + cross-entropy for your logits "
+                    "and target (through the Jacobian, by the shortcut A - T, and numerically), "
+                    "or with --network the layer-by-layer backpropagation table of one sample.")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--logits", type=float, nargs="+", metavar="Z",
+                      help="the logits Z, e.g. --logits 1.75 1.75")
+    what.add_argument("--network", action="store_true",
+                      help="a tiny network (Dense 64→4, Sigmoid, Dense 4→10, Softmax, "
+                           "cross-entropy) on one digits image, or the --model given")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--target", type=float, nargs="+", metavar="T",
+                        help="target probabilities, e.g. --target 0 1")
+    target.add_argument("--label", type=int, help="target class index, e.g. --label 1")
+    parser.add_argument("--model", metavar="MODEL",
+                        help="with --network: a model file written by train --out instead of "
+                             "the tiny network")
+    parser.add_argument("--data", default="digits", metavar="NAME|PATH",
+                        help="with --model: the dataset the sample comes from "
+                             "(default: %(default)s)")
+    parser.add_argument("--sample", type=int, default=0,
+                        help="with --network: which row of the dataset (default: %(default)s)")
+    parser.add_argument("--format", choices=["text", "markdown", "latex"], default="text",
+                        help="output format (default: %(default)s)")
+    parser.add_argument("--plot", metavar="PATH",
+                        help="also draw a heat map of the softmax Jacobian (with --network: of "
+                             "each layer's gradients) to this image, e.g. jacobian.png "
+                             "(needs matplotlib)")
+    parser.set_defaults(handler=_explain)
+
+
+def _explain(args: argparse.Namespace) -> int:
+    if args.logits is not None:
+        if args.target is None and args.label is None:
+            raise ValueError("--logits needs --target T... or --label K")
+        if args.model:
+            raise ValueError("--model goes with --network, not --logits")
+        target = args.label if args.label is not None else args.target
+        derivation = explain.explain_softmax_cross_entropy(args.logits, target)
+        draw = plots.plot_softmax_jacobian
+    else:
+        if args.target is not None or args.label is not None:
+            raise ValueError("--network takes the sample's own label; use --sample to pick it")
+        if args.model:
+            model = serialization.load(args.model)
+            x, label = explain.dataset_example(model, args.data, args.sample)
+        else:
+            model, x, label = explain.digits_example(args.sample)
+        derivation = explain.explain_backprop(model, explain.loss_for(model), x, label)
+        draw = plots.plot_gradients
+    if args.plot:
+        plots.check_plot_path(args.plot)
+    rendering = {"text": str, "markdown": type(derivation).to_markdown,
+                 "latex": type(derivation).to_latex}[args.format]
+    print(rendering(derivation))
+    if args.plot:
+        draw(derivation, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0 if derivation.agrees else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chainrule",
@@ -165,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(subparsers)
     _add_predict(subparsers)
     _add_export(subparsers)
+    _add_explain(subparsers)
     return parser
 
 

@@ -115,20 +115,24 @@ class Derivation:
         return "\n".join(lines)
 
     def to_latex(self) -> str:
-        """An amsmath ``align*`` block: one ``formula &= value`` line per step."""
-        lines = [f"% {self.title}", r"\begin{align*}"]
-        group = ""
-        body = []
+        """amsmath ``align*`` blocks, one per group under its bold title: one
+        ``formula &= value && \\text{step}`` line per step."""
+        lines = [f"% {self.title}"]
+        group: str | None = None
+        body: list[str] = []
         for step in self.steps:
             if step.group != group:
+                if body:
+                    lines += [r"\begin{align*}", " \\\\\n".join(body), r"\end{align*}"]
+                    body = []
                 group = step.group
-                body.append(rf"\intertext{{{_latex_text(group)}}}")
+                if group:
+                    lines.append(rf"\noindent\textbf{{{_latex_text(group)}}}")
             verdict = {True: r"\quad\text{(agree)}", False: r"\quad\text{(DISAGREE)}",
                        None: ""}[step.passed]
             body.append(rf"{step.latex} &= {self._latex_value(step.value)}{verdict} "
                         rf"&& \text{{{_latex_text(step.name)}}}")
-        lines.append(" \\\\\n".join(body))
-        lines.append(r"\end{align*}")
+        lines += [r"\begin{align*}", " \\\\\n".join(body), r"\end{align*}"]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:

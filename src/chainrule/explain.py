@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from chainrule import datasets
 from chainrule.derivation import Derivation, Step
 from chainrule.functional import log_softmax, softmax, softmax_jacobian
 from chainrule.layers import Dense, Layer, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from chainrule.losses import CrossEntropy, Loss, MSELoss, NLLLoss, SoftmaxCrossEntropy
-from chainrule.network import Sequential
+from chainrule.network import Sequential, mlp
+from chainrule.preprocessing import Scaler
 
-__all__ = ["digits_example", "explain_backprop", "explain_softmax_cross_entropy", "loss_for"]
+__all__ = ["dataset_example", "digits_example", "explain_backprop",
+           "explain_softmax_cross_entropy", "loss_for"]
 
 NUMERICAL_STEP = 1e-6  # central-difference step h for the numerical derivative
 
@@ -324,14 +327,25 @@ def digits_example(sample: int = 0, hidden: int = 4, seed: int = 0) -> tuple[Seq
 
     What ``chainrule explain --network`` explains, with ``CrossEntropy`` as the loss.
     """
-    from chainrule.datasets import load
-    from chainrule.network import mlp
-    from chainrule.preprocessing import Scaler
-
-    images, labels = load("digits")
-    if not 0 <= sample < len(images):
-        raise ValueError(f"sample must be in 0..{len(images) - 1}, got {sample}")
+    images, _ = datasets.load("digits")
     model = mlp(images.shape[1], [hidden], 10, activation="sigmoid", output="softmax",
                 seed=seed)
     model.preprocessing = Scaler.fit(images, "minmax")
-    return model, model.prepare(images[sample:sample + 1])[0], int(labels[sample])
+    return (model, *dataset_example(model, "digits", sample))
+
+
+def dataset_example(model: Sequential, data: str = "digits", sample: int = 0) -> tuple[
+        np.ndarray, int]:
+    """``(x, label)``: row ``sample`` of dataset ``data`` prepared for ``model`` (its recorded
+    scaling applied) and its label as a class index of the model's outputs."""
+    inputs, labels = datasets.load(data)
+    if not 0 <= sample < len(inputs):
+        raise ValueError(f"sample must be in 0..{len(inputs) - 1}, got {sample}")
+    label = labels[sample]
+    if model.classes is not None:
+        matches = np.flatnonzero(model.classes == label)
+        if not len(matches):
+            raise ValueError(f"label {label!r} of sample {sample} is not one of the model's "
+                             f"classes {model.classes[:10]}")
+        label = matches[0]
+    return model.prepare(inputs[sample:sample + 1])[0], int(label)

@@ -20,39 +20,55 @@ if TYPE_CHECKING:
     from chainrule.derivation import Derivation
     from chainrule.training import History
 
-__all__ = ["new_figure", "plot_gradients", "plot_history", "plot_softmax_jacobian",
-           "save_figure"]
+__all__ = ["check_plot_path", "new_figure", "plot_gradients", "plot_history",
+           "plot_softmax_jacobian", "require_matplotlib", "save_figure"]
 
 INSTALL_HINT = 'plotting needs matplotlib: pip install "chainrule[plot]"'
 
 
-def new_figure(width: float = 8.0, height: float = 4.5) -> Figure:
-    """A matplotlib ``Figure`` (inches ``width`` × ``height``) on an Agg canvas, laid out
-    with constrained layout; raises ``ImportError`` naming the install command if
-    matplotlib is missing."""
+def require_matplotlib() -> None:
+    """Raise ``ImportError`` naming the install command if matplotlib is missing.
+
+    Call it before long work whose result is to be plotted, so that it fails first.
+    """
     try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        import matplotlib  # noqa: F401
     except ImportError as error:
         raise ImportError(INSTALL_HINT) from error
-    figure = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
 
 
-def save_figure(figure: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
-    """Write ``figure`` to ``path``, format from its suffix (.png, .svg, .pdf...); returns it.
+def check_plot_path(path: str | os.PathLike) -> Path:
+    """``path`` as a ``Path`` if a plot can be written there: a known image suffix (.png,
+    .svg, .pdf...) and an existing folder (a typo is an error, not a new folder)."""
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    The parent folder must exist, so that a typo in the path is an error, not a new folder.
-    """
     path = Path(path)
-    supported = figure.canvas.get_supported_filetypes()
+    supported = FigureCanvasAgg.get_supported_filetypes()
     if path.suffix.lower().lstrip(".") not in supported:
         raise ValueError(f"cannot save the plot to {str(path)!r}: the name must end in one of "
                          f"{', '.join('.' + kind for kind in sorted(supported))}")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"cannot save the plot to {str(path)!r}: folder "
                                 f"{str(path.parent)!r} does not exist")
+    return path
+
+
+def new_figure(width: float = 8.0, height: float = 4.5) -> Figure:
+    """A matplotlib ``Figure`` of ``width`` × ``height`` inches on an Agg canvas (no window,
+    no global backend change), with constrained layout."""
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def save_figure(figure: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
+    """Write ``figure`` to ``path`` (checked by ``check_plot_path``); returns the path."""
+    path = check_plot_path(path)
     figure.savefig(path, dpi=dpi)
     return path
 
