@@ -6,6 +6,7 @@ fused on logits, and a gradient checker that names the classic mistakes.
 """
 
 from chainrule.estimator import MLPClassifier
+from chainrule.explain import explain_backprop, explain_softmax_cross_entropy
 from chainrule.functional import (
     log_softmax,
     logsumexp,
@@ -46,6 +47,8 @@ __all__ = [
     "Tanh",
     "__version__",
     "evaluate",
+    "explain_backprop",
+    "explain_softmax_cross_entropy",
     "fit",
     "load",
     "log_softmax",
