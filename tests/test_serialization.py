@@ -272,9 +272,11 @@ def test_truncated_file_is_a_clear_error(tmp_path: Path, keep: int) -> None:
         chainrule.load(path)
 
 
-def test_missing_file(tmp_path: Path) -> None:
+def test_missing_file_and_directory(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         chainrule.load(tmp_path / "absent.safetensors")
+    with pytest.raises(ValueError, match="a directory, not a model file"):
+        chainrule.load(tmp_path)
 
 
 def test_safetensors_file_not_from_chainrule(tmp_path: Path) -> None:

@@ -59,8 +59,8 @@ SAVABLE_LAYERS: dict[str, type[Layer]] = {
 _DTYPES = ("float16", "float32", "float64")
 _CLASS_KINDS = "biufU"  # bool, int, uint, float, str: each round-trips through JSON exactly
 _OFFSET, _SCALE = "preprocessing.offset", "preprocessing.scale"
-# First bytes of files that must never be unpickled: a pickle (protocol 2+) and a zip
-# (``torch.save`` output, a pickle inside a zip).
+# First bytes of pickles (protocol 2+) and zips (a .npz, or torch.save's pickles), to say
+# why such a file is refused.
 _PICKLE_SIGNATURES = {b"\x80": "a Python pickle",
                       b"PK\x03\x04": "a zip archive (a .npz, or torch.save's pickles)"}
 
@@ -86,6 +86,8 @@ def load(path: str | os.PathLike) -> Sequential:
     reads (a pickle, a truncated file, missing or misshapen tensors, a newer format).
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: a directory, not a model file")
     try:
         with safetensors.safe_open(path, framework="numpy") as file:
             metadata = file.metadata() or {}
