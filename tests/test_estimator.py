@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
@@ -29,6 +33,19 @@ def iris():
 ])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_array_api_check_passes_with_dispatch_enabled():
+    # scipy reads SCIPY_ARRAY_API once, at import, so this check (skipped above unless it
+    # is set) runs in a fresh interpreter.
+    code = ("from sklearn.utils.estimator_checks import check_array_api_input\n"
+            "from chainrule import MLPClassifier\n"
+            "check_array_api_input('MLPClassifier', MLPClassifier((8,), max_iter=5),\n"
+            "                      array_namespace='numpy', expect_only_array_outputs=False)\n")
+    env = {**os.environ, "SCIPY_ARRAY_API": "1"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
 
 
 def test_pipeline_on_digits_reaches_high_accuracy():
@@ -131,6 +148,15 @@ def test_partial_fit_one_epoch_matches_fit(iris):
         assert_allclose(stepped.model_.params[key], param, rtol=1e-12, atol=1e-15)
 
 
+def test_partial_fit_after_fit_continues_training(iris):
+    X_train, _, y_train, _ = iris
+    clf = MLPClassifier((8,), max_iter=4, random_state=0).fit(X_train, y_train)
+    before = clf.model_.params["0.W"].copy()
+    clf.partial_fit(X_train, y_train)
+    assert clf.n_iter_ == len(clf.loss_curve_) == 5
+    assert not np.allclose(clf.model_.params["0.W"], before)
+
+
 def test_partial_fit_learns_from_batches_missing_classes():
     X, y = make_blobs(n_samples=300, centers=3, random_state=0)
     labels = np.array(["a", "b", "c"])[y]
@@ -149,6 +175,12 @@ def test_partial_fit_errors():
     X, y = np.eye(4), np.array([0, 1, 0, 1])
     with pytest.raises(ValueError, match="first call needs classes="):
         MLPClassifier().partial_fit(X, y)
+    with pytest.raises(ValueError, match=r"at least 2 classes, got 0 class\(es\)"):
+        MLPClassifier().partial_fit(X, y, classes=[])
+    unfitted = MLPClassifier()
+    with pytest.raises(ValueError, match=r"label 1 is not one of the classes \[0, 2\]"):
+        unfitted.partial_fit(X, y, classes=[0, 2])
+    assert not hasattr(unfitted, "classes_")  # a failed first call leaves it unfitted
     clf = MLPClassifier((2,)).partial_fit(X, y, classes=[0, 1])
     with pytest.raises(ValueError, match="differs from the classes of the first call"):
         clf.partial_fit(X, y, classes=[0, 1, 2])

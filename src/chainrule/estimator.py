@@ -118,8 +118,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self._check_params()
         X, y = validate_data(self, X, y, dtype=self._dtype())
         check_classification_targets(y)
-        self._start(X.shape[1], np.unique(y))
-        labels = self._label_indices(y)
+        classes = _sorted_classes(y)
+        labels = _label_indices(classes, y)
+        self._start(X.shape[1], classes)
         validation_data, patience = None, None
         if self.early_stopping:
             X, X_val, labels, labels_val = self._validation_split(X, labels)
@@ -143,14 +144,17 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError("MLPClassifier.partial_fit: the first call needs classes=, "
                                  "the list of every class label")
         elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
-            raise ValueError(f"MLPClassifier.partial_fit: classes={list(classes)} differs "
-                             f"from the classes of the first call, {self.classes_.tolist()}")
-        X, y = validate_data(self, X, y, dtype=self._dtype(), reset=first_call)
+            raise ValueError(f"MLPClassifier.partial_fit: classes={np.asarray(classes).tolist()}"
+                             f" differs from the classes of the first call, "
+                             f"{self.classes_.tolist()}")
+        dtype = self._dtype() if first_call else self.model_.dtype
+        X, y = validate_data(self, X, y, dtype=dtype, reset=first_call)
         check_classification_targets(y)
+        all_classes = _sorted_classes(classes) if first_call else self.classes_
+        labels = _label_indices(all_classes, y)
         if first_call:
-            self._start(X.shape[1], np.unique(classes))
-            self.validation_scores_ = None
-        self._train(X, self._label_indices(y), 1, self.scaling if first_call else None)
+            self._start(X.shape[1], all_classes)
+        self._train(X, labels, 1, self.scaling if first_call else None)
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -220,9 +224,6 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def _start(self, n_features: int, classes: np.ndarray) -> None:
         """Fresh network, optimizer and training record for ``classes`` (sorted labels)."""
-        if len(classes) < 2:
-            raise ValueError("MLPClassifier needs at least 2 classes, got "
-                             f"{len(classes)} class(es): {classes.tolist()}")
         self.classes_ = classes
         self._rng = np.random.default_rng(self.random_state)
         self.model_ = mlp(n_features, self._hidden_sizes(), len(classes),
@@ -238,16 +239,6 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def _next_seed(self) -> int:
         return int(self._rng.integers(2**32))
-
-    def _label_indices(self, y: np.ndarray) -> np.ndarray:
-        """Positions of the labels ``y`` in ``classes_``; a label not in it is an error."""
-        indices = np.clip(np.searchsorted(self.classes_, y), 0, len(self.classes_) - 1)
-        unknown = self.classes_[indices] != y
-        if np.any(unknown):
-            label = y[np.argmax(unknown):][:1].tolist()[0]
-            raise ValueError(f"MLPClassifier: label {label!r} is not one of the classes "
-                             f"{self.classes_.tolist()}")
-        return indices
 
     def _validation_split(self, X: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
         """``X_train, X_val, labels_train, labels_val`` holding out ``validation_fraction``.
@@ -281,3 +272,23 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def _check_input(self, X: np.ndarray) -> np.ndarray:
         check_is_fitted(self)
         return validate_data(self, X, dtype=self.model_.dtype, reset=False)
+
+
+def _sorted_classes(labels: np.ndarray) -> np.ndarray:
+    """The distinct labels, sorted; fewer than 2 is an error."""
+    classes = np.unique(labels)
+    if len(classes) < 2:
+        raise ValueError("MLPClassifier needs at least 2 classes, got "
+                         f"{len(classes)} class(es): {classes.tolist()}")
+    return classes
+
+
+def _label_indices(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Positions of the labels ``y`` in the sorted ``classes``; any other label is an error."""
+    indices = np.clip(np.searchsorted(classes, y), 0, len(classes) - 1)
+    unknown = classes[indices] != y
+    if np.any(unknown):
+        label = y[np.argmax(unknown):][:1].tolist()[0]
+        raise ValueError(f"MLPClassifier: label {label!r} is not one of the classes "
+                         f"{classes.tolist()}")
+    return indices
