@@ -49,9 +49,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     max_iter : epochs that ``fit`` runs (fewer when early stopping ends it).
         Without early stopping exactly ``max_iter`` epochs run: there is no ``tol``.
     shuffle : reshuffle the rows every epoch.
-    early_stopping : hold out a stratified ``validation_fraction`` of the training rows, stop
-        when their loss has not improved for ``n_iter_no_change`` epochs in a row beyond the
-        best, and keep the best epoch's weights. ``partial_fit`` never stops early.
+    early_stopping : hold out ``validation_fraction`` of the training rows (stratified when
+        every class has 2 rows or more), stop once their loss has not improved for more than
+        ``n_iter_no_change`` epochs in a row, and keep the best epoch's weights.
+        ``partial_fit`` never stops early.
     scaling : None (inputs used as given), ``"standard"`` or ``"minmax"``: a ``Scaler`` learnt
         on the training rows (by ``partial_fit``: on its first call's rows), recorded as
         ``model_.preprocessing`` and applied to every input to ``predict*``.
