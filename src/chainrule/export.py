@@ -142,8 +142,11 @@ def onnx_model(model: Sequential, dtype: np.typing.DTypeLike | None = None) -> o
         [helper.make_tensor_value_info("input", element_type, ["N", n_in])],
         [helper.make_tensor_value_info("probabilities", element_type, ["N", n_out])],
         initializers)
-    onnx_proto = helper.make_model(graph, producer_name="chainrule",
-                                   opset_imports=[helper.make_opsetid("", ONNX_OPSET)])
+    opsets = [helper.make_opsetid("", ONNX_OPSET)]
+    # The oldest IR version that has the opset, not the installed onnx's newest: runtimes
+    # refuse IR versions newer than they know (onnxruntime 1.16 reads up to 9).
+    onnx_proto = helper.make_model(graph, producer_name="chainrule", opset_imports=opsets,
+                                   ir_version=helper.find_min_ir_version_for(opsets))
     classes = None if model.classes is None else model.classes.tolist()
     helper.set_model_props(onnx_proto, {"classes": json.dumps(classes)})
     onnx.checker.check_model(onnx_proto, full_check=True)
