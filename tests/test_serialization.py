@@ -296,6 +296,8 @@ def test_safetensors_file_not_from_chainrule(tmp_path: Path) -> None:
     ({"0.b": np.zeros(8, np.float32)}, {}, "0.b should be float64"),
     ({"preprocessing.offset": np.zeros(5), "preprocessing.scale": np.ones(5)}, {},
      "preprocessing has 5 features, the first Dense layer takes 4"),
+    ({"preprocessing.scale": np.array([1.0, 0, 1, 1])}, {}, "scale nonzero"),
+    ({"preprocessing.offset": np.array([1.0, np.nan, 1, 1])}, {}, "must be finite"),
     ({}, {"architecture": "[{"}, "'architecture' is not valid JSON"),
     ({}, {"architecture": None}, "metadata 'architecture' is missing"),
     ({}, {"architecture": json.dumps([{"type": "Conv2d"}])}, "unknown type 'Conv2d'"),

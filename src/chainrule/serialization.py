@@ -323,6 +323,10 @@ def _decode(path: Path, metadata: dict[str, str], tensors: dict[str, np.ndarray]
         if model.input_width is not None and model.input_width != len(tensors[_OFFSET]):
             raise ValueError(f"{path}: preprocessing has {len(tensors[_OFFSET])} features, "
                              f"the first Dense layer takes {model.input_width}")
+        if not (np.all(np.isfinite(tensors[_OFFSET])) and np.all(np.isfinite(tensors[_SCALE]))
+                and np.all(tensors[_SCALE] != 0)):
+            raise ValueError(f"{path}: preprocessing offset and scale must be finite, "
+                             "scale nonzero")
         model.preprocessing = Scaler(preprocessing["kind"], tensors[_OFFSET], tensors[_SCALE])
     model.classes = _decode_classes(path, fields["classes"])
     if model.classes is not None and model.input_width is not None:
