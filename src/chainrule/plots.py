@@ -99,6 +99,7 @@ def plot_history(history: History, path: str | os.PathLike,
             axes.axvline(history.best_epoch + 1, color="grey", linestyle="--",
                          label=f"best epoch ({history.best_epoch + 1}, restored)")
         axes.set(title=title, xlabel="epoch", ylabel=label)
+        _integer_ticks(axes.xaxis, 0)
         axes.grid(alpha=0.3)
         axes.legend()
     return save_figure(figure, path)
@@ -196,8 +197,9 @@ def _heat_map(axes: Axes, values: np.ndarray, label: str, diverging: bool,
 
 
 def _integer_ticks(axis, length: int) -> None:
-    """Tick every index when there are few, else let matplotlib pick whole numbers."""
-    if length <= 16:
+    """Tick every index of ``range(length)`` when there are few, else (or for ``length=0``)
+    let matplotlib pick whole numbers."""
+    if 0 < length <= 16:
         axis.set_ticks(np.arange(length))
     else:
         from matplotlib.ticker import MaxNLocator
