@@ -66,8 +66,8 @@ def explain_softmax_cross_entropy(
     if n <= max_full:
         wrong = softmax_jacobian(z)
         show = Derivation("", precision=precision).format_value
-        pitfall = (f"\ncommon slip: the same formula at Z gives {show(wrong)}, "
-                   f"and then ∂E/∂Z = {show(wrong.T @ dloss_da)}")
+        pitfall = (f"\ncommon slip: the same formula at Z gives {show(wrong)},"
+                   f"\nand then ∂E/∂Z = {show(wrong.T @ dloss_da)}, not A - T")
     underflow = bool(np.any((a == 0) & (t > 0)))
     steps = [
         Step("Z", "logits", "Z", "Z", z),
