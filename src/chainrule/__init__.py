@@ -5,6 +5,7 @@ product, layers whose ``backward`` sits next to their ``forward``, losses on pro
 fused on logits, and a gradient checker that names the classic mistakes.
 """
 
+from chainrule import gradcheck
 from chainrule.estimator import MLPClassifier
 from chainrule.explain import explain_backprop, explain_softmax_cross_entropy
 from chainrule.functional import (
@@ -14,6 +15,13 @@ from chainrule.functional import (
     softmax,
     softmax_jacobian,
     softmax_vjp,
+)
+from chainrule.gradcheck import (
+    check_gradient,
+    check_jacobian,
+    check_layer,
+    numerical_gradient,
+    numerical_jacobian,
 )
 from chainrule.layers import Dense, Layer, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from chainrule.losses import CrossEntropy, Loss, MSELoss, NLLLoss, SoftmaxCrossEntropy
@@ -46,14 +54,20 @@ __all__ = [
     "SoftmaxCrossEntropy",
     "Tanh",
     "__version__",
+    "check_gradient",
+    "check_jacobian",
+    "check_layer",
     "evaluate",
     "explain_backprop",
     "explain_softmax_cross_entropy",
     "fit",
+    "gradcheck",
     "load",
     "log_softmax",
     "logsumexp",
     "mlp",
+    "numerical_gradient",
+    "numerical_jacobian",
     "save",
     "sigmoid",
     "softmax",

@@ -7,10 +7,21 @@ Each subcommand is a ``_add_<name>(subparsers)`` that registers its parser and s
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from chainrule import __version__, datasets, experiment, explain, export, plots, serialization
+from chainrule import (
+    __version__,
+    datasets,
+    experiment,
+    explain,
+    export,
+    gradcheck,
+    plots,
+    serialization,
+)
 from chainrule.datasets import DATASET_NAMES
 from chainrule.network import ACTIVATIONS
 from chainrule.preprocessing import SCALINGS
@@ -226,6 +237,101 @@ def _explain(args: argparse.Namespace) -> int:
     return 0 if derivation.agrees else 1
 
 
+def _add_check(subparsers: argparse._SubParsersAction) -> None:
+    defaults = experiment.TrainConfig()
+    parser = subparsers.add_parser(
+        "check", help="gradient-check a network and trace a failure to its layer",
+        description="Check every gradient of the network that train builds (each layer in "
+                    "isolation, the loss, and every parameter against the numeric gradient of "
+                    "the loss) on a small standardised batch, in float64. Exit status 0 when "
+                    "it passes, 1 when not.")
+    _add_model_options(parser, defaults)
+    parser.add_argument("--batch-size", type=int, default=16,
+                        help="rows of the dataset to check on (default: %(default)s)")
+    parser.add_argument("--sample", type=int, default=None, metavar="K",
+                        help="check K random entries per parameter instead of all")
+    parser.add_argument("--fast", action="store_true",
+                        help="check a few random directions first; the full check runs only "
+                             "if they fail")
+    _add_report_options(parser)
+    parser.set_defaults(handler=_check)
+
+
+def _add_report_options(parser: argparse.ArgumentParser) -> None:
+    """``--json``, ``--sweep``, ``--plot``: shared by check and check-jacobian."""
+    parser.add_argument("--json", nargs="?", const="-", metavar="PATH",
+                        help="write the report as JSON to PATH (to stdout without PATH) "
+                             "instead of the table")
+    parser.add_argument("--sweep", action="store_true",
+                        help="also sweep the step size and report the Taylor-remainder order")
+    parser.add_argument("--plot", metavar="PATH",
+                        help="draw analytic-vs-numeric error per check (log scale) to this "
+                             "image, e.g. check.png (needs matplotlib)")
+
+
+def _check(args: argparse.Namespace) -> int:
+    report = gradcheck.check_network(args.data, tuple(args.hidden), args.activation,
+                                     args.seed, args.batch_size, sample=args.sample,
+                                     fast=args.fast)
+    return _print_report(report, args)
+
+
+def _print_report(report: gradcheck.Report, args: argparse.Namespace) -> int:
+    if args.plot:
+        plots.check_plot_path(args.plot)
+    sweep = report.eps_sweep() if args.sweep else None
+    if args.json is None:
+        print(report)
+        if sweep is not None:
+            print(sweep)
+    else:
+        data = report.to_dict()
+        if sweep is not None:
+            data["eps_sweep"] = sweep.to_dict()
+        text = json.dumps(data, indent=2, ensure_ascii=False)
+        if args.json == "-":
+            print(text)
+        else:
+            Path(args.json).write_text(text + "\n", encoding="utf-8")
+            print(f"wrote {args.json}", file=sys.stderr)
+    if args.plot:
+        plots.plot_check(report, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0 if report.passed else 1
+
+
+def _add_check_jacobian(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "check-jacobian", help="check your own Jacobian function against a reference",
+        description="Import MODULE:FUNCTION (MODULE a .py file or an importable module), call "
+                    "it at random points and compare with the numeric Jacobian of the "
+                    "reference; on failure, name the classic mistakes it matches. Exit "
+                    "status 0 when it passes, 1 when not.")
+    parser.add_argument("function", metavar="MODULE:FUNCTION",
+                        help="e.g. my_net.py:softmax_prime")
+    parser.add_argument("--of", required=True, choices=sorted(gradcheck.REFERENCES),
+                        help="the function whose Jacobian FUNCTION claims to compute")
+    parser.add_argument("--size", type=int, default=4, help="vector length (default: "
+                                                            "%(default)s)")
+    parser.add_argument("--batch", type=int, default=None, metavar="B",
+                        help="pass a batch (B, size) and expect per-row Jacobians "
+                             "(B, size, size) (default: one vector)")
+    parser.add_argument("--takes", choices=["input", "output"], default="input",
+                        help="FUNCTION is given the pre-activation z (input) or the activation "
+                             "f(z) (output) (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random points "
+                                                            "(default: %(default)s)")
+    _add_report_options(parser)
+    parser.set_defaults(handler=_check_jacobian)
+
+
+def _check_jacobian(args: argparse.Namespace) -> int:
+    function = gradcheck.load_function(args.function)
+    report = gradcheck.check_jacobian_of(function, args.of, args.size, args.batch, args.takes,
+                                         args.seed)
+    return _print_report(report, args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chainrule",
@@ -237,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(subparsers)
     _add_export(subparsers)
     _add_explain(subparsers)
+    _add_check(subparsers)
+    _add_check_jacobian(subparsers)
     return parser
 
 

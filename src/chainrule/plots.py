@@ -18,9 +18,10 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from chainrule.derivation import Derivation
+    from chainrule.report import Report
     from chainrule.training import History
 
-__all__ = ["check_plot_path", "new_figure", "plot_gradients", "plot_history",
+__all__ = ["check_plot_path", "new_figure", "plot_check", "plot_gradients", "plot_history",
            "plot_softmax_jacobian", "require_matplotlib", "save_figure"]
 
 INSTALL_HINT = 'plotting needs matplotlib: pip install "chainrule[plot]"'
@@ -174,6 +175,38 @@ def plot_gradients(derivation: Derivation, path: str | os.PathLike) -> Path:
     axes.grid(axis="y", alpha=0.3)
     for unused in panels:
         unused.set_visible(False)
+    return save_figure(figure, path)
+
+
+def plot_check(report: Report, path: str | os.PathLike) -> Path:
+    """One bar per check of a gradient-check ``report``: its max relative error between
+    analytic and numeric values (log scale), the tolerance as a dashed line, failing checks
+    in red and the cause (the failing layer, or the loss) labelled; returns ``path``."""
+    rows = report.rows
+    if not rows:
+        raise ValueError("plot_check: the report has no checks")
+    floor = 1e-17  # exact agreement (error 0) still gets a visible bar on the log scale
+    errors = np.array([max(row.max_rel_error, floor) for row in rows])
+    cause = {id(row) for row in report.cause_rows} if not report.passed else set()
+    colours = ["tab:red" if not row.passed else "tab:green" for row in rows]
+    figure = new_figure(9.0, 1.2 + 0.32 * len(rows))
+    axes = figure.add_subplot()
+    positions = np.arange(len(rows))[::-1]
+    axes.barh(positions, errors, color=colours, left=floor)
+    axes.set_xscale("log")
+    axes.set_yticks(positions, [("▶ " if id(row) in cause else "") + row.name for row in rows],
+                    fontsize=8)
+    for tick, row in zip(axes.get_yticklabels(), rows, strict=True):
+        if id(row) in cause:
+            tick.set_color("tab:red")
+            tick.set_fontweight("bold")
+    rtol = rows[0].rtol
+    axes.axvline(rtol, color="black", linestyle="--", label=f"tolerance rtol = {rtol:g}")
+    verdict = "PASSED" if report.passed else f"FAILED, cause: {report.cause or rows[0].name}"
+    axes.set(title=f"Analytic vs numeric derivatives: {verdict}",
+             xlabel="max relative error |a - n| / max(|a|, |n|, atol/rtol) (log scale)")
+    axes.grid(axis="x", alpha=0.3)
+    axes.legend(loc="lower right", fontsize=8)
     return save_figure(figure, path)
 
 

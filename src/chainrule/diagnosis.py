@@ -1,0 +1,234 @@
+"""The catalogue of classic backprop mistakes, and naming the ones a wrong derivative shows.
+
+A failing Jacobian or gradient is compared with wrong versions of the correct one
+(transposed, evaluated at the input, diagonal overwritten, ...); the matches are returned
+as :class:`~chainrule.report.Diagnosis` entries with a stable ``identifier`` from
+``CATALOGUE``. The checks themselves live in :mod:`chainrule.gradcheck`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from chainrule.report import DEFAULT_RTOL, Diagnosis, relative_error
+
+__all__ = ["CATALOGUE", "diagnose_gradient", "diagnose_jacobian"]
+
+CATALOGUE: dict[str, str] = {
+    "transposed": "∂y_j/∂x_i was returned instead of ∂y_i/∂x_j (the Jacobian is transposed)",
+    "evaluated_at_input": "a formula written in terms of the output (softmax a, sigmoid σ) was "
+                          "evaluated at the input z instead of at the output a = f(z)",
+    "diagonal_overwritten": "the diagonal holds the off-diagonal formula (e.g. -a_i a_j for "
+                            "i = j) instead of its own (a_i (1 - a_i))",
+    "diagonal_only": "only the element-wise derivative (the diagonal) was written; the cross "
+                     "terms ∂y_i/∂x_j, i ≠ j, are missing",
+    "cross_terms_missing": "the off-diagonal entries are 0: the cross terms ∂y_i/∂x_j, i ≠ j, "
+                           "are missing",
+    "sign_flipped": "the derivative has the wrong sign",
+    "scaled": "the derivative is off by a constant factor",
+    "missing_batch_mean": "the gradient is summed over the batch where the loss averages it "
+                          "(too large by the batch size)",
+}
+
+# A candidate mistake "matches" when it reproduces the claimed values to this precision
+# (numeric references carry ~1e-9 relative error in float64; user code may be float32).
+_MATCH_RTOL = 1e-4
+_MATCH_ATOL = 1e-7
+
+
+def _matches(claimed: np.ndarray, candidate: np.ndarray, scale: float) -> bool:
+    tolerance = _MATCH_RTOL * np.maximum(np.abs(claimed), np.abs(candidate)) + _MATCH_ATOL * scale
+    return bool(np.all(np.abs(claimed - candidate) <= tolerance))
+
+
+def _fitted_factor(claimed: np.ndarray, candidate: np.ndarray) -> float | None:
+    """Least-squares ``s`` with ``claimed ≈ s · candidate`` (None when the candidate is 0)."""
+    norm = float(np.sum(candidate * candidate))
+    return None if norm == 0 else float(np.sum(claimed * candidate)) / norm
+
+
+def _scale_tags(factor: float, batch_size: int | None) -> list[tuple[str, str]]:
+    """Tags for ``claimed = factor · correct``: nothing, sign, batch mean or plain scale."""
+    if abs(factor - 1) < 1e-3:
+        return []
+    if abs(factor + 1) < 1e-3:
+        return [("sign_flipped", "")]
+    if batch_size is not None and batch_size > 1 and abs(factor / batch_size - 1) < 1e-3:
+        return [("missing_batch_mean", f"factor {factor:.6g} = batch size {batch_size}")]
+    return [("scaled", f"factor {factor:.6g}")]
+
+
+def diagnose_gradient(claimed: np.ndarray, numeric: np.ndarray,
+                      batch_size: int | None = None) -> list[Diagnosis]:
+    """Name the catalogue mistakes that turn ``numeric`` into ``claimed`` (same shape).
+
+    Candidates: ``-n`` (sign_flipped), ``s·n`` (scaled, or missing_batch_mean when
+    ``s = batch_size``) and ``nᵀ`` for square 2-D gradients (transposed).
+    """
+    claimed = np.asarray(claimed, dtype=np.float64)
+    numeric = np.asarray(numeric, dtype=np.float64)
+    scale = max(float(np.max(np.abs(numeric), initial=0)), float(np.max(np.abs(claimed),
+                                                                        initial=0)))
+    if scale == 0:
+        return []
+    tags: list[tuple[str, str]] = []
+    factor = _fitted_factor(claimed, numeric)
+    if factor is not None and _matches(claimed, factor * numeric, scale):
+        tags = _scale_tags(factor, batch_size)
+    elif (numeric.ndim == 2 and numeric.shape[0] == numeric.shape[1]
+          and not _matches(numeric, numeric.T, scale) and _matches(claimed, numeric.T, scale)):
+        tags = [("transposed", "")]
+    return [Diagnosis(name, CATALOGUE[name], "all", detail) for name, detail in tags]
+
+
+@dataclass(frozen=True)
+class _Family:
+    """A Jacobian family ``J_ij = diag(u)_i if i = j else off(u)_ij`` in terms of ``u``.
+
+    ``variable(y)`` maps the output ``y = f(x)`` to the ``u`` the formula is written in
+    (softmax and sigmoid: the output itself; log-softmax: the probabilities ``exp(y)``).
+    """
+
+    name: str
+    variable: Callable[[np.ndarray], np.ndarray]
+    diagonal: Callable[[np.ndarray], np.ndarray]
+    off_diagonal: Callable[[np.ndarray], np.ndarray]
+
+
+def _zeros_square(u: np.ndarray) -> np.ndarray:
+    return np.zeros((*u.shape, u.shape[-1]))
+
+
+_FAMILIES = (
+    _Family("softmax", lambda y: y, lambda u: u * (1 - u),
+            lambda u: -u[..., :, None] * u[..., None, :]),
+    _Family("log_softmax", np.exp, lambda u: 1 - u,
+            lambda u: np.broadcast_to(-u[..., None, :], (*u.shape, u.shape[-1]))),
+    _Family("sigmoid", lambda y: y, lambda u: u * (1 - u), _zeros_square),
+    _Family("tanh", lambda y: y, lambda u: 1 - u * u, _zeros_square),
+)
+
+
+def _assemble(diagonal: np.ndarray, off_diagonal: np.ndarray) -> np.ndarray:
+    jacobian = np.array(off_diagonal, dtype=np.float64)
+    np.einsum("...ii->...i", jacobian)[...] = diagonal
+    return jacobian
+
+
+def _identify_family(numeric: np.ndarray, y: np.ndarray, scale: float) -> _Family | None:
+    for family in _FAMILIES:
+        u = family.variable(y)
+        if _matches(numeric, _assemble(family.diagonal(u), family.off_diagonal(u)), scale):
+            return family
+    return None
+
+
+def diagnose_jacobian(claimed: np.ndarray, numeric: np.ndarray, x: np.ndarray,
+                      y: np.ndarray) -> list[Diagnosis]:
+    """Name the catalogue mistakes (and pairs of them) that reproduce ``claimed``.
+
+    Shapes: ``claimed``/``numeric`` ``(m, n)`` or per-row ``(B, m, n)``; ``x`` the input
+    ``(n,)``/``(B, n)``, ``y = f(x)``. When ``numeric`` is recognised as the Jacobian of
+    softmax, log-softmax, sigmoid or tanh, the diagonal and the off-diagonal are judged
+    separately against their formula evaluated at the output (right) or at the input
+    (``evaluated_at_input``), the off-diagonal formula on the diagonal
+    (``diagonal_overwritten``) and missing cross terms; every candidate is also tried
+    negated, transposed and scaled. The simplest explanation wins.
+
+    >>> z = np.array([1.75, 1.75])
+    >>> numeric = np.array([[0.25, -0.25], [-0.25, 0.25]])
+    >>> claimed = np.array([[-1.3125, -3.0625], [-3.0625, -1.3125]])  # softmax' at z
+    >>> [d.identifier for d in diagnose_jacobian(claimed, numeric, z, np.array([0.5, 0.5]))]
+    ['evaluated_at_input']
+    """
+    claimed = np.asarray(claimed, dtype=np.float64)
+    numeric = np.asarray(numeric, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    scale = max(float(np.max(np.abs(numeric), initial=0)), float(np.max(np.abs(claimed),
+                                                                        initial=0)))
+    if scale == 0 or claimed.shape != numeric.shape:
+        return []
+    square = numeric.shape[-1] == numeric.shape[-2]
+    family = _identify_family(numeric, y, scale) if square and x.shape == y.shape else None
+    # (tags of the diagonal, values) and (tags of the off-diagonal, values) to combine.
+    if family is None:
+        diagonals: list[tuple[tuple[str, ...], np.ndarray | None]] = [((), None)]
+        off_diagonals: list[tuple[tuple[str, ...], np.ndarray]] = [((), numeric)]
+    else:
+        at_output, at_input = family.variable(y), x
+        diagonals = [((), family.diagonal(at_output)),
+                     (("evaluated_at_input",), family.diagonal(at_input))]
+        off_diagonals = [((), family.off_diagonal(at_output)),
+                         (("evaluated_at_input",), family.off_diagonal(at_input))]
+        if np.any(family.off_diagonal(at_output)):
+            overwritten = np.einsum("...ii->...i", family.off_diagonal(at_output))
+            overwritten_at_input = np.einsum("...ii->...i", family.off_diagonal(at_input))
+            diagonals += [(("diagonal_overwritten",), overwritten),
+                          (("diagonal_overwritten", "evaluated_at_input"), overwritten_at_input)]
+            off_diagonals.append((("no_cross_terms",), np.zeros_like(numeric)))
+    elementwise = family is not None and not np.any(family.off_diagonal(family.variable(y)))
+    best: list[tuple[str, str, str]] | None = None
+    for diagonal_tags, diagonal in diagonals:
+        for off_tags, off_diagonal in off_diagonals:
+            candidate = off_diagonal if diagonal is None else _assemble(diagonal, off_diagonal)
+            variant = _name_parts(diagonal_tags, off_tags, elementwise)
+            for transform in _transforms(claimed, candidate, scale, allow_scaling=not variant):
+                if best is None or len(variant) + len(transform) < len(best):
+                    best = variant + transform
+    if best is None:
+        return []
+    wrong = relative_error(claimed, numeric) > DEFAULT_RTOL
+    on_diagonal = np.zeros(wrong.shape, dtype=bool)
+    if square:
+        np.einsum("...ii->...i", on_diagonal)[...] = True
+    counts = {"all": int(wrong.sum()), "diagonal": int((wrong & on_diagonal).sum()),
+              "off-diagonal": int((wrong & ~on_diagonal).sum())}
+    return [Diagnosis(name, CATALOGUE[name], part,
+                      detail or f"explains {counts[part]}/{counts[part]} wrong "
+                                f"{'' if part == 'all' else part + ' '}entries")
+            for name, part, detail in best]
+
+
+def _transforms(claimed: np.ndarray, candidate: np.ndarray, scale: float,
+                allow_scaling: bool) -> list[list[tuple[str, str, str]]]:
+    """Whole-matrix transforms of ``candidate`` that reproduce ``claimed``, as tag lists.
+
+    Scaling by a fitted factor is only tried on the correct matrix: combined with a variant
+    it explains too much (at a symmetric point every constant diagonal is a multiple of
+    every other).
+    """
+    found = []
+    factor = _fitted_factor(claimed, candidate)
+    if factor is not None and _matches(claimed, factor * candidate, scale):
+        tags = _scale_tags(factor, None)
+        if allow_scaling or all(name == "sign_flipped" for name, _ in tags):
+            found.append([(name, "all", detail) for name, detail in tags])
+    transposed = np.swapaxes(candidate, -1, -2)
+    if (transposed.shape == claimed.shape and not _matches(candidate, transposed, scale)
+            and _matches(claimed, transposed, scale)):
+        found.append([("transposed", "all", "")])
+    return found
+
+
+def _name_parts(diagonal_tags: Sequence[str], off_tags: Sequence[str],
+                elementwise: bool) -> list[tuple[str, str, str]]:
+    """Merge per-part tags into ``(identifier, part, "")``: a tag in both parts applies to all."""
+    named = []
+    if "no_cross_terms" in off_tags:
+        only_elementwise = set(diagonal_tags) <= {"evaluated_at_input"}
+        named.append(("diagonal_only", "all", "") if only_elementwise
+                     else ("cross_terms_missing", "off-diagonal", ""))
+        off_tags = [tag for tag in off_tags if tag != "no_cross_terms"]
+    for tag in dict.fromkeys([*diagonal_tags, *off_tags]):
+        in_diagonal, in_off = tag in diagonal_tags, tag in off_tags
+        if elementwise or in_diagonal == in_off:
+            named.append((tag, "all", ""))
+        else:
+            named.append((tag, "diagonal" if in_diagonal else "off-diagonal", ""))
+    return named
+
+

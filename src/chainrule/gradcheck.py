@@ -1,0 +1,537 @@
+"""Gradient checking that points at the wrong layer and entry, and names the mistake.
+
+Numeric derivatives are central differences ``(f(x + h) - f(x - h)) / 2h`` in float64 with
+``h = ∛ε · max(1, |x|)`` (ε the float64 machine epsilon) unless ``eps`` is given. Analytic
+and numeric values are compared with the relative error of :mod:`chainrule.diagnosis`:
+``|a - n| / max(|a|, |n|, atol / rtol) <= rtol``, defaults ``rtol = 1e-5``, ``atol = 1e-8``.
+
+>>> import numpy as np
+>>> from chainrule.functional import softmax, softmax_jacobian
+>>> z = np.array([1.75, 1.75])
+>>> check_jacobian(softmax, lambda z: softmax_jacobian(softmax(z)), z).passed
+True
+>>> check_jacobian(softmax, softmax_jacobian, z).diagnosis[0].identifier  # at z, not at a
+'evaluated_at_input'
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from chainrule import datasets
+from chainrule.diagnosis import diagnose_gradient, diagnose_jacobian
+from chainrule.functional import log_softmax, sigmoid, softmax
+from chainrule.losses import SoftmaxCrossEntropy
+from chainrule.network import mlp
+from chainrule.numerical import (
+    CHUNK_ELEMENTS,
+    STEP,
+    as_float64,
+    numerical_gradient,
+    numerical_jacobian,
+    rowwise_jacobian,
+    steps_for,
+)
+from chainrule.preprocessing import Scaler
+from chainrule.report import DEFAULT_ATOL, DEFAULT_RTOL, Report, Row
+from chainrule.training import encode_labels
+
+__all__ = [
+    "REFERENCES",
+    "check_gradient",
+    "check_jacobian",
+    "check_jacobian_of",
+    "check_layer",
+    "check_network",
+    "gradcheck",
+    "load_function",
+    "numerical_gradient",
+    "numerical_jacobian",
+]
+
+def _random_direction(rng: np.random.Generator, shape: tuple) -> np.ndarray:
+    direction = rng.standard_normal(shape)
+    return direction / max(float(np.sqrt(np.mean(direction * direction))), 1e-300)
+
+
+def check_jacobian(f: Callable[[np.ndarray], np.ndarray],
+                   jacobian_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
+                   atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
+                   eps: float | None = None, seed: int = 0) -> Report:
+    """Check a claimed Jacobian ``jacobian_fn(x)`` against central differences of ``f``.
+
+    ``x`` ``(n,)``: ``f(x)`` ``(m,)`` and the claim ``(m, n)``. ``x`` ``(B, n)``: ``f`` is
+    applied row-wise, ``f(x)`` is ``(B, m)`` and the claim holds per-row Jacobians
+    ``(B, m, n)``. On failure the report's ``diagnosis`` names the matching classic mistakes.
+
+    >>> from chainrule.functional import softmax
+    >>> def softmax_prime(a):  # only the diagonal: the cross terms are missing
+    ...     return np.diag(a * (1 - a))
+    >>> report = check_jacobian(softmax, lambda z: softmax_prime(softmax(z)), np.array([1.0, 2.0]))
+    >>> [d.identifier for d in report.diagnosis]
+    ['diagonal_only']
+    """
+    x = as_float64("x", x)
+    if x.ndim not in (1, 2) or x.size == 0:
+        raise ValueError(f"x must be a vector (n,) or a batch of rows (B, n), got {x.shape}")
+    y = as_float64("f(x)", f(x))
+    expected = (y.size, x.size) if x.ndim == 1 else (*y.shape, x.shape[1])
+    if x.ndim == 2 and (y.ndim != 2 or len(y) != len(x)):
+        raise ValueError(f"for a batch x {x.shape}, f must be row-wise and return (B, m); "
+                         f"got f(x) of shape {y.shape}")
+    claimed = as_float64("jacobian_fn(x)", jacobian_fn(x))
+    if claimed.shape != expected:
+        kind = "(m, n)" if x.ndim == 1 else "per-row Jacobians (B, m, n)"
+        raise ValueError(f"jacobian_fn(x) has shape {claimed.shape}; expected {kind} = "
+                         f"{expected} for x {x.shape} and f(x) {y.shape}")
+    if x.ndim == 1:
+        numeric = numerical_jacobian(f, x, eps).reshape(expected)
+    else:
+        numeric = rowwise_jacobian(f, x, eps)
+    rng = np.random.default_rng(seed)
+    upstream, direction = rng.standard_normal(y.shape), _random_direction(rng, x.shape)
+    slope = float(np.einsum("...i,...ij,...j->", upstream.reshape(*expected[:-1]), claimed,
+                            direction.reshape(*expected[:-2], -1)))
+    row = Row("Jacobian", claimed, numeric, atol, rtol,
+              probe=(lambda t: float(np.sum(upstream * f(x + t * direction))), slope))
+    if not row.passed:
+        row.diagnosis = diagnose_jacobian(claimed, numeric, x, y)
+    return Report(f"check_jacobian: {getattr(f, '__name__', 'f')} at x {x.shape}", [row],
+                  cause=None if row.passed else row.name)
+
+
+def check_gradient(f: Callable[[np.ndarray], float], grad_fn: Callable[[np.ndarray], np.ndarray],
+                   x: np.ndarray, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
+                   eps: float | None = None, seed: int = 0) -> Report:
+    """Check a claimed gradient ``grad_fn(x)`` of a scalar ``f`` against central differences.
+
+    For ``x`` a batch ``(B, ...)`` a gradient ``B`` times too large is diagnosed as
+    ``missing_batch_mean`` (summed where the loss averages).
+
+    >>> check_gradient(lambda v: float(np.mean(v ** 2)), lambda v: 2 * v,
+    ...                np.ones((4, 2))).diagnosis[0].identifier
+    'scaled'
+    """
+    x = as_float64("x", x)
+    value = np.asarray(f(x))
+    if value.size != 1:
+        raise ValueError(f"f must return a scalar, got shape {value.shape}")
+    claimed = as_float64("grad_fn(x)", grad_fn(x))
+    if claimed.shape != x.shape:
+        raise ValueError(f"grad_fn(x) has shape {claimed.shape}; expected x's shape {x.shape}")
+    numeric = numerical_gradient(lambda point: float(f(point)), x, eps)
+    direction = _random_direction(np.random.default_rng(seed), x.shape)
+    row = Row("gradient", claimed, numeric, atol, rtol,
+              probe=(lambda t: float(f(x + t * direction)), float(np.sum(claimed * direction))))
+    if not row.passed:
+        batch = x.shape[0] if x.ndim >= 2 else None
+        row.diagnosis = diagnose_gradient(claimed, numeric, batch)
+    return Report(f"check_gradient: {getattr(f, '__name__', 'f')} at x {x.shape}", [row],
+                  cause=None if row.passed else row.name)
+
+
+def _float64_layer(layer: object) -> object:
+    """A deep copy of ``layer`` with float64 parameters (checks never touch the user's)."""
+    layer = copy.deepcopy(layer)
+    for name, value in layer.params.items():
+        if value.dtype != np.float64:
+            layer.params[name] = value.astype(np.float64)
+            layer.grads[name] = np.zeros_like(layer.params[name])
+    return layer
+
+
+def _refuse_constant_upstream(grad_out: np.ndarray) -> None:
+    if grad_out.shape[1] > 1 and np.allclose(grad_out, grad_out[:, :1], rtol=0, atol=0):
+        raise ValueError(
+            "grad_out is constant along the classes (like all-ones, or backpropagating "
+            "y.sum()): it lies in the null space of the softmax Jacobian (its rows sum to "
+            "0), so ANY softmax backward whose Jacobian rows sum to zero would pass. Use "
+            "grad_out=None for a random upstream gradient")
+
+
+def _parameter_contractions(layer: object, x: np.ndarray, name: str, upstream: np.ndarray,
+                            entries: np.ndarray, eps: float | None) -> np.ndarray:
+    """``Σ_bi upstream[k, b, i] ∂y_bi/∂θ_p`` for each ``p`` in ``entries``: shape ``(K, P)``.
+
+    Central differences of ``layer.forward(x)``, one parameter entry at a time (parameters
+    are shared by all rows, so they cannot be stacked like inputs).
+    """
+    param = layer.params[name]
+    flat = param.reshape(-1)
+    if not np.shares_memory(flat, param):
+        raise ValueError(f"parameter {name!r} is not contiguous; cannot perturb it in place")
+    steps = steps_for(flat[entries], eps)
+    vectors = upstream.reshape(len(upstream), -1)
+    result = np.empty((len(vectors), len(entries)))
+    chunk = max(1, CHUNK_ELEMENTS // (4 * vectors.shape[1]))
+    buffer = np.empty((min(chunk, len(entries)), vectors.shape[1]))
+    for begin in range(0, len(entries), chunk):
+        block = entries[begin:begin + chunk]
+        block_steps = steps[begin:begin + len(block)].tolist()
+        for k, (entry, step) in enumerate(zip(block.tolist(), block_steps, strict=True)):
+            old = flat[entry]
+            plus, minus = old + step, old - step
+            flat[entry] = plus
+            buffer[k] = layer.forward(x).reshape(-1)
+            flat[entry] = minus
+            buffer[k] -= layer.forward(x).reshape(-1)
+            flat[entry] = old
+            buffer[k] /= plus - minus
+        result[:, begin:begin + len(block)] = vectors @ buffer[:len(block)].T
+    return result
+
+
+def _claimed_jacobian(layer: object, x: np.ndarray, width: int) -> np.ndarray:
+    """The per-row Jacobian ``(B, m, n)`` that ``backward`` implies: row i = backward(e_i)."""
+    layer.forward(x)
+    rows = []
+    for i in range(width):
+        basis = np.zeros((len(x), width))
+        basis[:, i] = 1.0
+        rows.append(np.array(layer.backward(basis), dtype=np.float64))
+    return np.stack(rows, axis=1)
+
+
+def _probe(scalar: Callable[[float], float], slope: float) -> tuple[Callable[[float], float],
+                                                                   float]:
+    return scalar, float(slope)
+
+
+def _layer_rows(layer: object, x: np.ndarray, grad_out: np.ndarray, label: str,
+                index: int | None, extra_upstream: np.ndarray | None, sample: int | None,
+                rng: np.random.Generator, atol: float, rtol: float,
+                eps: float | None) -> tuple[list[Row], np.ndarray, dict]:
+    """Rows of one layer checked in isolation with upstream ``grad_out``.
+
+    Returns the rows, the numeric per-row Jacobian ``(B, m, n)`` and, for each parameter,
+    ``(entries, numeric contraction with extra_upstream)`` when that is given.
+    """
+    y = as_float64(f"{label} output", layer.forward(x))
+    grad_in = as_float64(f"{label} backward", layer.backward(grad_out))
+    if grad_in.shape != x.shape:
+        raise ValueError(f"{label}: backward returned shape {grad_in.shape}, expected the "
+                         f"input's {x.shape}")
+    grads = {name: as_float64(f"{label} grads[{name!r}]", layer.grads[name])
+             for name in layer.params}
+    jacobian = rowwise_jacobian(layer.forward, x, eps)
+    direction = _random_direction(rng, x.shape)
+    rows = [Row(f"{label} input gradient", grad_in,
+                np.einsum("bi,bij->bj", grad_out, jacobian), atol, rtol, index,
+                probe=_probe(lambda t: float(np.sum(grad_out * layer.forward(x + t * direction))),
+                             np.sum(grad_in * direction)))]
+    if not rows[0].passed:
+        claimed = _claimed_jacobian(layer, x, y.shape[1])
+        rows[0].diagnosis = diagnose_jacobian(claimed, jacobian, x, y)
+    extra = {}
+    upstream = grad_out[None] if extra_upstream is None else np.stack([grad_out, extra_upstream])
+    for name, param in layer.params.items():
+        if sample is None or sample >= param.size:
+            entries = np.arange(param.size)
+        else:
+            entries = np.sort(rng.choice(param.size, size=sample, replace=False))
+        numeric = _parameter_contractions(layer, x, name, upstream, entries, eps)
+        positions = None if len(entries) == param.size else np.stack(
+            np.unravel_index(entries, param.shape), axis=1)
+        claimed = grads[name].reshape(-1)[entries]
+        shaped = _shaper(param.shape, positions is None)
+        param_direction = _random_direction(rng, param.shape)
+        row = Row(f"{label} ∂/∂{name}", shaped(claimed), shaped(numeric[0]), atol, rtol, index,
+                  positions, probe=_probe(_parameter_scalar(layer, x, name, grad_out,
+                                                            param_direction),
+                                          np.sum(grads[name] * param_direction)))
+        if not row.passed:
+            row.diagnosis = diagnose_gradient(row.analytic, row.numeric)
+        rows.append(row)
+        if extra_upstream is not None:
+            extra[name] = (entries, positions, shaped(numeric[1]))
+    return rows, jacobian, extra
+
+
+def _shaper(shape: tuple, full: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """Reshape flat values to the parameter's shape when every entry was checked."""
+    return (lambda values: values.reshape(shape)) if full else (lambda values: values)
+
+
+def _parameter_scalar(layer: object, x: np.ndarray, name: str, grad_out: np.ndarray,
+                      direction: np.ndarray) -> Callable[[float], float]:
+    """``φ(t) = Σ grad_out ⊙ forward(x)`` with ``params[name]`` moved by ``t·direction``."""
+    def scalar(t: float) -> float:
+        param = layer.params[name]
+        saved = param.copy()
+        param += t * direction
+        try:
+            return float(np.sum(grad_out * layer.forward(x)))
+        finally:
+            param[...] = saved
+    return scalar
+
+
+def _upstream(grad_out: np.ndarray | None, shape: tuple, rng: np.random.Generator) -> np.ndarray:
+    if grad_out is None:
+        return rng.standard_normal(shape)
+    grad_out = as_float64("grad_out", grad_out)
+    if grad_out.shape != shape:
+        raise ValueError(f"grad_out has shape {grad_out.shape}; the layer's output is {shape}")
+    _refuse_constant_upstream(grad_out)
+    return grad_out
+
+
+def check_layer(layer: object, x: np.ndarray, grad_out: np.ndarray | None = None,
+                atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, eps: float | None = None,
+                sample: int | None = None, seed: int = 0) -> Report:
+    """Check ``layer.backward`` (input and every parameter gradient) against its ``forward``.
+
+    Works for any object following the layer protocol (see :mod:`chainrule.layers`). With
+    upstream ``g`` (random, seeded, unless ``grad_out`` is given) the numeric input gradient
+    is ``g_b · J_b`` with per-row Jacobians ``J`` from central differences of ``forward``,
+    and the numeric ``∂/∂θ_p = Σ g ⊙ ∂forward(x)/∂θ_p``. ``sample=K`` checks K random
+    entries per parameter. The layer is copied (float64), never modified.
+
+    >>> from chainrule.layers import Softmax
+    >>> check_layer(Softmax(), np.array([[1.75, 1.75]])).passed
+    True
+    """
+    layer = _float64_layer(layer)
+    x = as_float64("x", x)
+    if x.ndim != 2 or x.size == 0:
+        raise ValueError(f"x must be a non-empty batch (B, features), got shape {x.shape}")
+    rng = np.random.default_rng(seed)
+    grad_out = _upstream(grad_out, np.shape(layer.forward(x)), rng)
+    label = type(layer).__name__
+    rows, _, _ = _layer_rows(layer, x, grad_out, label, None, None, sample, rng, atol, rtol, eps)
+    failed = [row for row in rows if not row.passed]
+    return Report(f"check_layer: {layer!r} at x {x.shape}", rows,
+                  cause=failed[0].name if failed else None)
+
+
+def _float64_model(model: object) -> object:
+    model = copy.deepcopy(model)
+    model.layers = [_float64_layer(layer) for layer in model.layers]
+    return model
+
+
+def _directional_row(model: object, loss: object, X: np.ndarray, y: np.ndarray,
+                     grad_input: np.ndarray, directions: int, rng: np.random.Generator,
+                     atol: float, rtol: float, eps: float | None) -> Row:
+    """``dL/dt`` along random directions of (every parameter, the input): claimed vs numeric.
+
+    A handful of loss evaluations whatever the size; the input is moved too, so a wrong
+    input gradient of layer 0 (which touches no parameter) still shows.
+    """
+    params = [(param, grad.copy()) for _, param, grad in model.named_parameters()]
+    saved = [param.copy() for param, _ in params]
+    largest = max([float(np.max(np.abs(X)))] + [float(np.max(np.abs(p))) for p in saved])
+    step = eps if eps is not None else STEP * max(1.0, largest)
+    claimed, numeric = np.empty(directions), np.empty(directions)
+    for d in range(directions):
+        moves = [rng.standard_normal(param.shape) for param, _ in params]
+        move_input = rng.standard_normal(X.shape)
+        claimed[d] = (sum(float(np.sum(grad * move)) for (_, grad), move in zip(params, moves,
+                                                                                  strict=True))
+                      + float(np.sum(grad_input * move_input)))
+        values = []
+        for t in (step, -step):
+            for (param, _), base, move in zip(params, saved, moves, strict=True):
+                np.multiply(move, t, out=param)
+                param += base
+            values.append(loss.forward(model.forward(X + t * move_input), y))
+        numeric[d] = (values[0] - values[1]) / (2 * step)
+    for (param, _), base in zip(params, saved, strict=True):
+        param[...] = base
+    return Row(f"directional dL/dt ({directions} random directions)", claimed, numeric,
+               atol, rtol)
+
+
+def gradcheck(model: object, loss: object, X: np.ndarray, y: np.ndarray,
+              atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, eps: float | None = None,
+              sample: int | None = None, fast: bool = False, directions: int = 2,
+              seed: int = 0) -> Report:
+    """Check every gradient of a ``Sequential`` and trace a failure to the layer that causes it.
+
+    Rows: each layer checked in isolation at the activations it actually sees (input
+    gradient and parameters, random upstream gradient), the loss's ``∂L/∂output``, and every
+    parameter gradient of ``model.backward(loss.backward())`` against the numeric gradient
+    of the loss, ``∂L/∂θ = Σ (∂L/∂y_k)_num ⊙ ∂y_k/∂θ`` with ``(∂L/∂y_k)_num`` chained from
+    numeric layer Jacobians (no backward involved). A wrong layer corrupts every gradient
+    below it; ``failing_layer`` is the one failing in isolation (the last one if several:
+    the first the backward pass reaches). ``sample=K``: K random entries per parameter.
+    ``fast=True``: a directional check first, the full check only if that fails.
+    The model is copied (float64), never modified.
+    """
+    model = _float64_model(model)
+    X = as_float64("X", X)
+    if X.ndim != 2 or X.size == 0:
+        raise ValueError(f"X must be a non-empty batch (B, features), got shape {X.shape}")
+    if directions < 1:
+        raise ValueError(f"directions must be >= 1, got {directions}")
+    rng = np.random.default_rng(seed)
+    activations = [X]
+    for index, layer in enumerate(model.layers):
+        activations.append(as_float64(f"layer {index} output", layer.forward(activations[-1])))
+    loss_name = type(loss).__name__
+    loss.forward(activations[-1], y)
+    loss_grad = as_float64(f"{loss_name}.backward()", loss.backward())
+    grad_input = as_float64("model.backward", model.backward(loss_grad.copy()))
+    network_grads = {key: grad.copy() for key, _, grad in model.named_parameters()}
+    title = (f"gradcheck: {len(model.layers)} layers, {loss_name}, batch {len(X)} (float64)")
+    if fast:
+        row = _directional_row(model, loss, X, y, grad_input, directions, rng, atol, rtol, eps)
+        if row.passed:
+            return Report(title + ", fast: random directions", [row])
+        notes = [f"fast check failed (max rel err {row.max_rel_error:.2e}); the full "
+                 "per-entry check below localises it"]
+    else:
+        notes = []
+    outputs = activations[-1]
+    loss_row = Row(f"loss {loss_name} ∂L/∂output", loss_grad,
+                   numerical_gradient(lambda out: float(loss.forward(out, y)), outputs, eps),
+                   atol, rtol)
+    if not loss_row.passed:
+        loss_row.diagnosis = diagnose_gradient(loss_grad, loss_row.numeric, len(X))
+    upstream = loss_row.numeric  # numeric ∂L/∂(output of the layer being checked)
+    per_layer: list[list[Row]] = []
+    for index in range(len(model.layers) - 1, -1, -1):
+        layer = model.layers[index]
+        label = f"layer {index} ({type(layer).__name__})"
+        grad_out = rng.standard_normal(activations[index + 1].shape)
+        rows, jacobian, extra = _layer_rows(layer, activations[index], grad_out, label, index,
+                                            upstream, sample, rng, atol, rtol, eps)
+        for name, (entries, positions, numeric) in extra.items():
+            claimed = network_grads[f"{index}.{name}"]
+            claimed = claimed if positions is None else claimed.reshape(-1)[entries]
+            row = Row(f"network ∂L/∂{index}.{name}", claimed, numeric, atol, rtol, index,
+                      positions)
+            if not row.passed:
+                row.diagnosis = diagnose_gradient(claimed, numeric, len(X))
+            rows.append(row)
+        if rows[0].diagnosis:
+            _note_jacobian(notes, label, layer, activations[index], jacobian)
+        per_layer.insert(0, rows)
+        upstream = np.einsum("bi,bij->bj", upstream, jacobian)
+    rows = [row for layer_rows in per_layer for row in layer_rows] + [loss_row]
+    return _traced_report(title, rows, per_layer, loss_row, notes)
+
+
+def _note_jacobian(notes: list[str], label: str, layer: object, x: np.ndarray,
+                   numeric: np.ndarray) -> None:
+    """Point at the worst Jacobian entry that the layer's backward implies."""
+    claimed = _claimed_jacobian(layer, x, numeric.shape[1])
+    worst = np.unravel_index(int(np.argmax(np.abs(claimed - numeric))), numeric.shape)
+    notes.append(f"{label} Jacobian ∂y_i/∂x_j implied by backward, worst entry "
+                 f"[{', '.join(str(int(i)) for i in worst)}] (row, i, j): claimed "
+                 f"{claimed[worst]:.6g}, numeric {numeric[worst]:.6g}")
+
+
+def _traced_report(title: str, rows: list[Row], per_layer: list[list[Row]], loss_row: Row,
+                   notes: list[str]) -> Report:
+    """Name the cause: the last layer failing in isolation, else the loss, else the wiring."""
+    isolated = [index for index, layer_rows in enumerate(per_layer)
+                if any(not row.passed for row in layer_rows
+                       if not row.name.startswith("network"))]
+    if isolated:
+        failing = isolated[-1]
+        label = per_layer[failing][0].name.removesuffix(" input gradient")
+        if len(isolated) > 1:
+            notes.append(f"layers {isolated} each fail in isolation; the backward pass "
+                         f"reaches layer {failing} first")
+        return Report(title, rows, failing, label, notes)
+    if not loss_row.passed:
+        return Report(title, rows, None, loss_row.name, notes)
+    if any(not row.passed for row in rows):
+        notes.append("every layer and the loss pass in isolation: the network's backward "
+                     "does not chain them correctly")
+        return Report(title, rows, None, "network backward", notes)
+    return Report(title, rows, None, None, notes)
+
+
+
+# Reference functions for check-jacobian, all row-wise along the last axis.
+REFERENCES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "softmax": softmax,
+    "log_softmax": log_softmax,
+    "sigmoid": sigmoid,
+    "tanh": np.tanh,
+    "relu": lambda z: np.maximum(z, 0),
+}
+
+
+def check_jacobian_of(jacobian_fn: Callable[[np.ndarray], np.ndarray], of: str, size: int = 4,
+                      batch: int | None = None, takes: str = "input", seed: int = 0,
+                      atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL) -> Report:
+    """Check a user's Jacobian of a reference function (``of``: a key of ``REFERENCES``).
+
+    ``jacobian_fn`` receives random pre-activations ``z`` (``takes="input"``) or the
+    activations ``f(z)`` (``takes="output"``): a vector ``(size,)``, or a batch
+    ``(batch, size)`` returning per-row Jacobians. ReLU inputs stay 0.1 away from the kink.
+    """
+    if of not in REFERENCES:
+        raise ValueError(f"of must be one of {sorted(REFERENCES)}, got {of!r}")
+    if takes not in ("input", "output"):
+        raise ValueError(f"takes must be 'input' or 'output', got {takes!r}")
+    if size < 1 or (batch is not None and batch < 1):
+        raise ValueError(f"size and batch must be >= 1, got {size} and {batch}")
+    function = REFERENCES[of]
+    rng = np.random.default_rng(seed)
+    z = 1.5 * rng.standard_normal(size if batch is None else (batch, size))
+    if of == "relu":
+        z = np.sign(z) * (0.1 + np.abs(z))
+    claimed = jacobian_fn if takes == "input" else lambda point: jacobian_fn(function(point))
+    report = check_jacobian(function, claimed, z, atol, rtol, seed=seed)
+    name = getattr(jacobian_fn, "__name__", "jacobian_fn")
+    report.title = (f"check-jacobian: {name} vs the Jacobian of {of} at z {z.shape} "
+                    f"(given {'z' if takes == 'input' else f'{of}(z)'})")
+    return report
+
+
+def load_function(spec: str) -> Callable:
+    """``"path/to/file.py:name"`` or ``"package.module:name"`` -> the named callable."""
+    module_name, _, attribute = spec.rpartition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"expected MODULE:FUNCTION (MODULE a .py path or a module), got {spec!r}")
+    path = Path(module_name)
+    if module_name.endswith(".py") or path.is_file():
+        if not path.is_file():
+            raise FileNotFoundError(f"no such file: {module_name}")
+        module_spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    else:
+        sys.path.insert(0, str(Path.cwd()))
+        try:
+            module = importlib.import_module(module_name)
+        finally:
+            sys.path.remove(str(Path.cwd()))
+    function = getattr(module, attribute, None)
+    if not callable(function):
+        raise ValueError(f"{module_name} has no function {attribute!r}")
+    return function
+
+
+def check_network(data: str = "digits", hidden: tuple[int, ...] = (64,),
+                  activation: str = "relu", seed: int = 0, batch_size: int = 16,
+                  **options: object) -> Report:
+    """``gradcheck`` of the ``mlp`` that ``chainrule train`` builds, on a small batch of ``data``.
+
+    Inputs are standardised; ``batch_size`` rows are drawn with ``seed``; ``options`` go to
+    :func:`gradcheck` (``sample``, ``fast``, ``atol``, ``rtol``, ``eps``).
+    """
+    X, y = datasets.load(data)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    n_classes = len(np.unique(y))
+    labels, _ = encode_labels(y, n_classes)
+    rows = np.random.default_rng(seed).choice(len(X), size=min(batch_size, len(X)),
+                                              replace=False)
+    X_batch = Scaler.fit(X, "standard").transform(X)[rows]
+    model = mlp(X.shape[1], hidden, n_classes, activation=activation, seed=seed)
+    report = gradcheck(model, SoftmaxCrossEntropy(), X_batch, labels[rows], seed=seed,
+                       **options)
+    report.title += f" — {data}, hidden {list(hidden)} {activation}"
+    return report

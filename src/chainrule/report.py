@@ -1,0 +1,324 @@
+"""What a check found: rows of analytic vs numeric values, the verdict, the diagnosis.
+
+Relative error (every report): ``r = |a - n| / max(|a|, |n|, atol / rtol)`` for analytic
+``a`` and numeric ``n``; an entry passes when ``r <= rtol``, i.e. when
+``|a - n| <= max(rtol · max(|a|, |n|), atol)``, so entries near zero are judged absolutely
+and cannot raise false alarms. Defaults: ``rtol = 1e-5``, ``atol = 1e-8`` (float64 central
+differences are good to ~1e-8 relative).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_ATOL",
+    "DEFAULT_RTOL",
+    "Diagnosis",
+    "Report",
+    "Row",
+    "Sweep",
+    "SweepRow",
+    "Worst",
+    "relative_error",
+]
+
+DEFAULT_RTOL = 1e-5
+DEFAULT_ATOL = 1e-8
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """One recognised mistake: a stable ``identifier``, its explanation, where it was seen."""
+
+    identifier: str
+    explanation: str
+    part: str = "all"
+    detail: str = ""
+
+    def __str__(self) -> str:
+        where = "" if self.part == "all" else f" [{self.part}]"
+        detail = f" ({self.detail})" if self.detail else ""
+        return f"{self.identifier}{where}: {self.explanation}{detail}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"identifier": self.identifier, "explanation": self.explanation,
+                "part": self.part, "detail": self.detail}
+
+
+def relative_error(analytic: np.ndarray, numeric: np.ndarray, atol: float = DEFAULT_ATOL,
+                   rtol: float = DEFAULT_RTOL) -> np.ndarray:
+    """``|a - n| / max(|a|, |n|, atol / rtol)``, entry by entry (same shape as the inputs)."""
+    floor = atol / rtol
+    return np.abs(analytic - numeric) / np.maximum(np.maximum(np.abs(analytic),
+                                                              np.abs(numeric)), floor)
+
+
+@dataclass(frozen=True)
+class Worst:
+    """The entry with the largest relative error: where, claimed (analytic) and numeric value."""
+
+    row: str
+    index: tuple[int, ...]
+    analytic: float
+    numeric: float
+
+
+@dataclass
+class Row:
+    """One compared quantity (a Jacobian, an input gradient, a parameter gradient).
+
+    ``analytic``/``numeric`` have the same shape; ``positions`` maps their flat entries to
+    indices into the full quantity when only a sample of entries was checked. ``probe`` is
+    ``(φ, slope)``: ``φ(t)`` the checked scalar at ``x + t·v`` for a random direction ``v``
+    and ``slope`` the claimed ``dφ/dt`` at 0, used by :meth:`Report.eps_sweep`.
+    """
+
+    name: str
+    analytic: np.ndarray
+    numeric: np.ndarray
+    atol: float = DEFAULT_ATOL
+    rtol: float = DEFAULT_RTOL
+    layer: int | None = None
+    positions: np.ndarray | None = None
+    diagnosis: list[Diagnosis] = field(default_factory=list)
+    probe: tuple[Callable[[float], float], float] | None = field(default=None, repr=False)
+
+    @property
+    def abs_error(self) -> np.ndarray:
+        return np.abs(self.analytic - self.numeric)
+
+    @property
+    def rel_error(self) -> np.ndarray:
+        return relative_error(self.analytic, self.numeric, self.atol, self.rtol)
+
+    @property
+    def max_abs_error(self) -> float:
+        return float(np.max(self.abs_error, initial=0.0))
+
+    @property
+    def max_rel_error(self) -> float:
+        return float(np.max(self.rel_error, initial=0.0))
+
+    @property
+    def passed(self) -> bool:
+        return self.max_rel_error <= self.rtol
+
+    @property
+    def worst(self) -> Worst | None:
+        if self.analytic.size == 0:
+            return None
+        flat = int(np.argmax(self.rel_error))
+        index = np.unravel_index(flat, self.analytic.shape)
+        position = tuple(int(i) for i in (index if self.positions is None
+                                          else self.positions[flat]))
+        return Worst(self.name, position, float(self.analytic[index]),
+                     float(self.numeric[index]))
+
+    def to_dict(self) -> dict:
+        worst = self.worst
+        return {"name": self.name, "layer": self.layer, "entries": int(self.analytic.size),
+                "passed": self.passed, "max_abs_error": self.max_abs_error,
+                "max_rel_error": self.max_rel_error,
+                "worst": None if worst is None else {"index": list(worst.index),
+                                                     "analytic": worst.analytic,
+                                                     "numeric": worst.numeric},
+                "diagnosis": [d.to_dict() for d in self.diagnosis]}
+
+
+@dataclass
+class Report:
+    """The result of a check: one :class:`Row` per compared quantity.
+
+    ``failing_layer``: 0-based index of the layer whose own derivative is wrong (the cause,
+    not every layer below it that inherits the error), None when none is; ``cause`` says
+    the same in words (it may be the loss). ``diagnosis`` lists the recognised mistakes of
+    the cause; ``str(report)`` is a table, ``_repr_html_`` the same for Jupyter.
+    """
+
+    title: str
+    rows: list[Row]
+    failing_layer: int | None = None
+    cause: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(row.passed for row in self.rows)
+
+    @property
+    def failed_rows(self) -> list[Row]:
+        return [row for row in self.rows if not row.passed]
+
+    @property
+    def cause_rows(self) -> list[Row]:
+        """The failing rows of the cause (the failing layer's, or the first failing ones)."""
+        failed = self.failed_rows
+        if self.failing_layer is not None:
+            return [row for row in failed if row.layer == self.failing_layer]
+        named = [row for row in failed if self.cause is not None and row.name == self.cause]
+        return named or failed[:1]
+
+    @property
+    def worst(self) -> Worst | None:
+        """Worst entry of the cause when the check failed, else of the whole report."""
+        rows = self.cause_rows or self.rows
+        candidates = [row for row in rows if row.analytic.size]
+        if not candidates:
+            return None
+        return max(candidates, key=lambda row: row.max_rel_error).worst
+
+    @property
+    def diagnosis(self) -> list[Diagnosis]:
+        found: dict[str, Diagnosis] = {}
+        for row in self.cause_rows:
+            for item in row.diagnosis:
+                found.setdefault(f"{item.identifier}/{item.part}", item)
+        return list(found.values())
+
+    def summary(self) -> str:
+        """One line: ``PASSED`` or where it fails, the worst entry and what it looks like."""
+        if self.passed:
+            return f"PASSED: {len(self.rows)} checks within rtol={self.rows[0].rtol:g}" \
+                if self.rows else "PASSED (nothing to check)"
+        worst = self.worst
+        where = self.cause or worst.row
+        line = (f"FAILED: {where}, worst entry {list(worst.index)}: analytic "
+                f"{worst.analytic:.6g}, numeric {worst.numeric:.6g}")
+        diagnosis = self.diagnosis
+        if diagnosis:
+            line += " — looks like " + "; ".join(str(item) for item in diagnosis)
+        else:
+            line += " — no classic mistake in the catalogue matches"
+        return line
+
+    def __str__(self) -> str:
+        header = f"{'check':<44} {'entries':>7} {'max abs err':>11} {'max rel err':>11}  status"
+        lines = [self.title, header, "-" * len(header)]
+        for row in self.rows:
+            status = "ok" if row.passed else "FAIL"
+            lines.append(f"{row.name[:44]:<44} {row.analytic.size:>7} {row.max_abs_error:>11.2e}"
+                         f" {row.max_rel_error:>11.2e}  {status}")
+        lines += [*self.notes, _FORMULA.format(rtol=self._rtol, atol=self._atol),
+                  self.summary()]
+        return "\n".join(lines)
+
+    @property
+    def _rtol(self) -> float:
+        return self.rows[0].rtol if self.rows else DEFAULT_RTOL
+
+    @property
+    def _atol(self) -> float:
+        return self.rows[0].atol if self.rows else DEFAULT_ATOL
+
+    def _repr_html_(self) -> str:
+        cells = "".join(
+            f"<tr style='color:{'inherit' if row.passed else '#b00020'}'>"
+            f"<td>{html.escape(row.name)}</td><td>{row.analytic.size}</td>"
+            f"<td>{row.max_abs_error:.2e}</td><td>{row.max_rel_error:.2e}</td>"
+            f"<td>{'ok' if row.passed else '<b>FAIL</b>'}</td></tr>" for row in self.rows)
+        notes = "".join(f"<p>{html.escape(note)}</p>" for note in self.notes)
+        return (f"<div><b>{html.escape(self.title)}</b><table><thead><tr><th>check</th>"
+                "<th>entries</th><th>max abs err</th><th>max rel err</th><th>status</th></tr>"
+                f"</thead><tbody>{cells}</tbody></table>{notes}"
+                f"<p>{html.escape(_FORMULA.format(rtol=self._rtol, atol=self._atol))}</p>"
+                f"<p><b>{html.escape(self.summary())}</b></p></div>")
+
+    def to_dict(self) -> dict:
+        worst = self.worst
+        return {"title": self.title, "passed": self.passed, "failing_layer": self.failing_layer,
+                "cause": self.cause, "rtol": self._rtol, "atol": self._atol,
+                "worst": None if worst is None else {"row": worst.row,
+                                                     "index": list(worst.index),
+                                                     "analytic": worst.analytic,
+                                                     "numeric": worst.numeric},
+                "diagnosis": [d.to_dict() for d in self.diagnosis],
+                "rows": [row.to_dict() for row in self.rows], "notes": self.notes,
+                "summary": self.summary()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+
+    def eps_sweep(self, steps: Sequence[float] = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 1e-4, 1e-5,
+                                                  1e-6, 1e-7)) -> Sweep:
+        """Re-check every row along a random direction for several steps ``h``.
+
+        For ``φ(h)`` the checked scalar moved by ``h`` along the direction and ``s`` the
+        claimed slope: the central-difference error ``|(φ(h) - φ(-h)) / 2h - s|`` and the
+        Taylor remainder ``|φ(h) - φ(0) - h s|``, which shrinks like ``h²`` when ``s`` is
+        right and like ``h`` when it is wrong; ``order`` is its fitted exponent.
+        """
+        return Sweep(tuple(steps), [_sweep_row(row, steps) for row in self.rows
+                                    if row.probe is not None])
+
+
+_FORMULA = ("rel err = |a - n| / max(|a|, |n|, atol/rtol); an entry passes if rel err ≤ "
+            "rtol = {rtol:g} (atol = {atol:g})")
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """Errors of one row across steps; ``order`` of the Taylor remainder (2: right, 1: wrong)."""
+
+    name: str
+    central_error: tuple[float, ...]
+    remainder: tuple[float, ...]
+    order: float
+
+    @property
+    def consistent(self) -> bool:
+        return self.order > 1.5
+
+
+@dataclass
+class Sweep:
+    """:meth:`Report.eps_sweep` result; ``str`` is a table, one line per row and step."""
+
+    steps: tuple[float, ...]
+    rows: list[SweepRow]
+
+    @property
+    def consistent(self) -> bool:
+        return all(row.consistent for row in self.rows)
+
+    def __str__(self) -> str:
+        lines = ["step-size sweep along a random direction: central-difference error of the "
+                 "slope, and Taylor remainder |φ(h) - φ(0) - h·slope| (~h² right, ~h wrong)"]
+        for row in self.rows:
+            verdict = "consistent" if row.consistent else "WRONG"
+            lines.append(f"{row.name}: remainder order {row.order:.2f} ({verdict})")
+            lines += [f"  h={step:<8.0e} central err {central:.2e}  remainder {rest:.2e}"
+                      for step, central, rest in zip(self.steps, row.central_error,
+                                                     row.remainder, strict=True)]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"steps": list(self.steps), "rows": [
+            {"name": row.name, "central_error": list(row.central_error),
+             "remainder": list(row.remainder), "order": row.order,
+             "consistent": row.consistent} for row in self.rows]}
+
+
+def _sweep_row(row: Row, steps: Sequence[float]) -> SweepRow:
+    phi, slope = row.probe
+    at_zero = phi(0.0)
+    central, remainder = [], []
+    for step in steps:
+        plus, minus = phi(step), phi(-step)
+        central.append(abs((plus - minus) / (2 * step) - slope) / max(abs(slope), 1e-300))
+        remainder.append(abs(plus - at_zero - step * slope))
+    # Fit the order where the remainder is well above round-off of φ.
+    floor = 1e4 * np.finfo(np.float64).eps * max(abs(at_zero), 1.0)
+    usable = [(np.log(step), np.log(rest)) for step, rest in zip(steps, remainder, strict=True)
+              if rest > floor]
+    if len(usable) >= 2:
+        logs = np.array(usable)
+        order = float(np.polyfit(logs[:, 0], logs[:, 1], 1)[0])
+    else:
+        order = float("inf")  # remainder at round-off level for every step: exact slope
+    return SweepRow(row.name, tuple(central), tuple(remainder), order)
