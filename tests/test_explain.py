@@ -56,7 +56,7 @@ def test_label_and_one_hot_target_give_the_same_derivation(seed_derivation) -> N
 
 def test_text_shows_every_seed_number_aligned(seed_derivation) -> None:
     text = str(seed_derivation)
-    for expected in ["(1.75, 1.75)", "(0, 1)", "(0.5, 0.5)", "0.693147", "(0, -2)",
+    for expected in ["(1.75, 1.75)", "(0, 1)", "(0.5, 0.5)", "0.693147", "-ln 0.5", "(0, -2)",
                      "[ 0.25  -0.25]", "[-0.25   0.25]"]:
         assert expected in text
     assert text.count("(0.5, -0.5)") == 3  # chain rule, shortcut, numerical
@@ -180,12 +180,13 @@ def test_full_matrices_up_to_the_limit() -> None:
     assert "…" in str(explain_softmax_cross_entropy(np.arange(10.0), 0, max_full=9))
 
 
-def test_underflow_shows_why_the_shortcut_exists() -> None:
-    d = explain_softmax_cross_entropy([0.0, 800.0], 0)
-    assert d["A"].value[0] == 0.0
+@pytest.mark.parametrize("gap", [710.0, 800.0])  # A_0 subnormal (4.5e-309), then exactly 0
+def test_underflow_shows_why_the_shortcut_exists(gap: float) -> None:
+    d = explain_softmax_cross_entropy([0.0, gap], 0)
+    assert d["A"].value[0] < np.finfo(np.float64).tiny
     np.testing.assert_allclose(d["A-T"].value, [-1.0, 1.0])
     np.testing.assert_allclose(d["numerical"].value, [-1.0, 1.0], atol=1e-6)
-    assert d["E"].value == pytest.approx(800.0)
+    assert d["E"].value == pytest.approx(gap)
     assert d["chain=shortcut"].passed is False and not d.agrees
     assert "underflows" in d["chain=shortcut"].note and "DISAGREE" in str(d)
 

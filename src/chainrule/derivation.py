@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Derivation", "Step"]
+__all__ = ["Derivation", "Step", "format_number"]
 
 # Ellipsis cells of a shortened array, and their LaTeX spelling.
 _ACROSS, _DOWN, _DIAGONAL = "…", "⋮", "⋱"
@@ -168,14 +168,14 @@ class Derivation:
                     cells.append(_DIAGONAL if column is None else _DOWN)
                 else:
                     cells.append(_ACROSS if column is None else
-                                 _number(matrix[row, column], self.precision))
+                                 format_number(matrix[row, column], self.precision))
             rows.append(cells)
         return rows
 
     def _text_lines(self, value: np.ndarray) -> list[str]:
         """A scalar, ``(a, b)`` for a vector, or one ``[a  b]`` line per matrix row."""
         if np.ndim(value) == 0:
-            return [_number(value, self.precision)]
+            return [format_number(value, self.precision)]
         rows = self._cells(value)
         if np.ndim(value) == 1:
             return [f"({', '.join(rows[0])})"]
@@ -192,7 +192,7 @@ class Derivation:
 
     def _latex_value(self, value: np.ndarray) -> str:
         if np.ndim(value) == 0:
-            return _latex_number(_number(value, self.precision))
+            return _latex_number(format_number(value, self.precision))
         rows = [" & ".join(_LATEX_DOTS.get(cell) or _latex_number(cell) for cell in row)
                 for row in self._cells(value)]
         return r"\begin{pmatrix} " + r" \\ ".join(rows) + r" \end{pmatrix}"
@@ -205,7 +205,7 @@ def _shown_indices(length: int, max_full: int) -> list[int | None]:
     return [0, 1, 2, None, length - 1]
 
 
-def _number(value: float, precision: int) -> str:
+def format_number(value: float, precision: int) -> str:
     """``value`` with ``precision`` significant digits; -0 prints as 0."""
     text = f"{float(value) + 0.0:.{precision}g}"
     return "0" if text == "-0" else text

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from chainrule import datasets
-from chainrule.derivation import Derivation, Step
+from chainrule.derivation import Derivation, Step, format_number
 from chainrule.functional import log_softmax, softmax, softmax_jacobian
 from chainrule.layers import Dense, Layer, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from chainrule.losses import CrossEntropy, Loss, MSELoss, NLLLoss, SoftmaxCrossEntropy
@@ -68,14 +68,15 @@ def explain_softmax_cross_entropy(
         show = Derivation("", precision=precision).format_value
         pitfall = (f"\ncommon slip: the same formula at Z gives {show(wrong)},"
                    f"\nand then ∂E/∂Z = {show(wrong.T @ dloss_da)}, not A - T")
-    underflow = bool(np.any((a == 0) & (t > 0)))
+    underflow = bool(np.any((a < np.finfo(a.dtype).tiny) & (t > 0)))
     steps = [
         Step("Z", "logits", "Z", "Z", z),
         Step("T", f"target: {described}", "T", "T", t),
         Step("A", "softmax", "A = softmax(Z) = exp(Z) / Σ exp(Z)",
              r"A = \operatorname{softmax}(Z) = \frac{e^{Z}}{\sum_j e^{Z_j}}", a),
         Step("E", "cross-entropy loss", "E = -Σ T ln A", r"E = -\sum_i T_i \ln A_i",
-             np.float64(loss), note=f"one-hot T: E = -ln A_{label}" if label is not None else ""),
+             np.float64(loss), note="" if label is None else
+             f"one-hot T: E = -ln A_{label} = -ln {format_number(a[label], precision)}"),
         Step("dE/dA", "loss gradient", "∂E/∂A = -T / A",
              r"\frac{\partial E}{\partial A} = -\frac{T}{A}", dloss_da),
         Step("J", "softmax Jacobian", "J = ∂A/∂Z = diag(A) - A Aᵀ",
@@ -91,8 +92,9 @@ def explain_softmax_cross_entropy(
         Step("chain=shortcut", "check", "max |Jᵀ ∂E/∂A - (A - T)|",
              r"\max_j \left\lvert J^\top \tfrac{\partial E}{\partial A} - (A - T) \right\rvert",
              np.float64(shortcut_error), passed=shortcut_error <= 1e-9,
-             note=("A underflows to 0 where T > 0, so -T/A cannot be formed in floating point:"
-                   " the reason libraries fuse softmax and cross-entropy") if underflow else ""),
+             note=("A underflows (to 0 or a subnormal) where T > 0, so -T/A cannot be formed in "
+                   "floating point: the reason libraries fuse softmax and cross-entropy")
+             if underflow else ""),
         Step("chain=numerical", "check", "max |Jᵀ ∂E/∂A - numerical|",
              r"\max_j \left\lvert J^\top \tfrac{\partial E}{\partial A} - \text{numerical} "
              r"\right\rvert",
