@@ -157,6 +157,15 @@ def test_partial_fit_after_fit_continues_training(iris):
     assert not np.allclose(clf.model_.params["0.W"], before)
 
 
+def test_partial_fit_learns_scaling_from_its_first_call_only(iris):
+    X_train, _, y_train, _ = iris
+    clf = MLPClassifier((8,), scaling="standard", random_state=0)
+    clf.partial_fit(X_train[:50], y_train[:50], classes=[0, 1, 2])
+    clf.partial_fit(X_train[50:], y_train[50:])
+    assert_allclose(clf.model_.preprocessing.offset, X_train[:50].mean(axis=0), rtol=1e-12)
+    assert_allclose(clf.model_.preprocessing.scale, X_train[:50].std(axis=0), rtol=1e-12)
+
+
 def test_partial_fit_learns_from_batches_missing_classes():
     X, y = make_blobs(n_samples=300, centers=3, random_state=0)
     labels = np.array(["a", "b", "c"])[y]
