@@ -191,8 +191,7 @@ def explain_backprop(
         steps += layer_steps
         explained.update({step.key: step.value for step in layer_steps})
 
-    model.forward(x[None, :])
-    loss.forward(hidden[-1], target_batch)
+    loss.forward(model.forward(x[None, :]), target_batch)
     reference = {"0.grad_in": model.backward(loss.backward()), **model.grads}
     difference = max(float(np.max(np.abs(explained[key] - value)))
                      for key, value in reference.items())
