@@ -45,9 +45,13 @@ def _matches(claimed: np.ndarray, candidate: np.ndarray, scale: float) -> bool:
 
 
 def _fitted_factor(claimed: np.ndarray, candidate: np.ndarray) -> float | None:
-    """Least-squares ``s`` with ``claimed ≈ s · candidate`` (None when the candidate is 0)."""
+    """Least-squares ``s`` with ``claimed ≈ s · candidate``; None when either is 0 (a zero
+    claim is no scaling of anything)."""
     norm = float(np.sum(candidate * candidate))
-    return None if norm == 0 else float(np.sum(claimed * candidate)) / norm
+    if norm == 0:
+        return None
+    factor = float(np.sum(claimed * candidate)) / norm
+    return None if abs(factor) < 1e-6 else factor
 
 
 def _scale_tags(factor: float, batch_size: int | None) -> list[tuple[str, str]]:
@@ -201,6 +205,8 @@ def _transforms(claimed: np.ndarray, candidate: np.ndarray, scale: float,
     it explains too much (at a symmetric point every constant diagonal is a multiple of
     every other).
     """
+    if _matches(claimed, candidate, scale):
+        return [[]]
     found = []
     factor = _fitted_factor(claimed, candidate)
     if factor is not None and _matches(claimed, factor * candidate, scale):

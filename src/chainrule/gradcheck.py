@@ -81,7 +81,8 @@ def check_jacobian(f: Callable[[np.ndarray], np.ndarray],
     x = as_float64("x", x)
     if x.ndim not in (1, 2) or x.size == 0:
         raise ValueError(f"x must be a vector (n,) or a batch of rows (B, n), got {x.shape}")
-    y = as_float64("f(x)", f(x))
+    with np.errstate(all="ignore"):  # a non-finite f(x) gets the clearer error below
+        y = as_float64("f(x)", f(x))
     expected = (y.size, x.size) if x.ndim == 1 else (*y.shape, x.shape[1])
     if x.ndim == 2 and (y.ndim != 2 or len(y) != len(x)):
         raise ValueError(f"for a batch x {x.shape}, f must be row-wise and return (B, m); "
@@ -97,8 +98,9 @@ def check_jacobian(f: Callable[[np.ndarray], np.ndarray],
         numeric = rowwise_jacobian(f, x, eps)
     rng = np.random.default_rng(seed)
     upstream, direction = rng.standard_normal(y.shape), _random_direction(rng, x.shape)
-    slope = float(np.einsum("...i,...ij,...j->", upstream.reshape(*expected[:-1]), claimed,
-                            direction.reshape(*expected[:-2], -1)))
+    # slope of φ(t) = Σ upstream ⊙ f(x + t·direction): Σ_rows upstreamᵀ J direction
+    slope = float(np.sum(upstream.reshape(*expected[:-1], 1) * claimed
+                         * direction.reshape(*expected[:-2], 1, -1)))
     row = Row("Jacobian", claimed, numeric, atol, rtol,
               probe=(lambda t: float(np.sum(upstream * f(x + t * direction))), slope))
     if not row.passed:
@@ -390,9 +392,12 @@ def gradcheck(model: object, loss: object, X: np.ndarray, y: np.ndarray,
     else:
         notes = []
     outputs = activations[-1]
+    direction = _random_direction(rng, outputs.shape)
     loss_row = Row(f"loss {loss_name} ∂L/∂output", loss_grad,
                    numerical_gradient(lambda out: float(loss.forward(out, y)), outputs, eps),
-                   atol, rtol)
+                   atol, rtol, probe=_probe(
+                       lambda t: float(loss.forward(outputs + t * direction, y)),
+                       np.sum(loss_grad * direction)))
     if not loss_row.passed:
         loss_row.diagnosis = diagnose_gradient(loss_grad, loss_row.numeric, len(X))
     upstream = loss_row.numeric  # numeric ∂L/∂(output of the layer being checked)
@@ -406,8 +411,11 @@ def gradcheck(model: object, loss: object, X: np.ndarray, y: np.ndarray,
         for name, (entries, positions, numeric) in extra.items():
             claimed = network_grads[f"{index}.{name}"]
             claimed = claimed if positions is None else claimed.reshape(-1)[entries]
+            direction = _random_direction(rng, layer.params[name].shape)
             row = Row(f"network ∂L/∂{index}.{name}", claimed, numeric, atol, rtol, index,
-                      positions)
+                      positions, probe=_probe(
+                          _loss_along(model, loss, X, y, layer.params[name], direction),
+                          np.sum(network_grads[f"{index}.{name}"] * direction)))
             if not row.passed:
                 row.diagnosis = diagnose_gradient(claimed, numeric, len(X))
             rows.append(row)
@@ -417,6 +425,19 @@ def gradcheck(model: object, loss: object, X: np.ndarray, y: np.ndarray,
         upstream = np.einsum("bi,bij->bj", upstream, jacobian)
     rows = [row for layer_rows in per_layer for row in layer_rows] + [loss_row]
     return _traced_report(title, rows, per_layer, loss_row, notes)
+
+
+def _loss_along(model: object, loss: object, X: np.ndarray, y: np.ndarray, param: np.ndarray,
+                direction: np.ndarray) -> Callable[[float], float]:
+    """``φ(t) = loss(model(X), y)`` with ``param`` moved by ``t·direction``."""
+    def scalar(t: float) -> float:
+        saved = param.copy()
+        np.add(saved, t * direction, out=param)
+        try:
+            return float(loss.forward(model.forward(X), y))
+        finally:
+            param[...] = saved
+    return scalar
 
 
 def _note_jacobian(notes: list[str], label: str, layer: object, x: np.ndarray,

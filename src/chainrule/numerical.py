@@ -98,8 +98,8 @@ def rowwise_jacobian(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
     """Per-row Jacobians ``(B, m, n)`` of a row-wise ``f: (B, n) -> (B, m)`` at ``x``.
 
     Feature ``j`` of every row is moved by ``±h`` at once; the ``2n`` perturbed copies of
-    the batch (plus the unperturbed one, to verify that ``f`` really treats rows
-    independently) are stacked into calls of at most ~4M elements.
+    the batch (plus the unperturbed one; with its first row alone, this verifies that ``f``
+    really treats rows independently) are stacked into calls of at most ~4M elements.
     """
     x = as_float64("x", x)
     batch, width = x.shape
@@ -123,15 +123,18 @@ def rowwise_jacobian(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
             flat = np.concatenate([x, flat])
         out = np.asarray(f(flat), dtype=np.float64)
         if begin == 0:
-            _require_rowwise(centre, out[:batch])
+            _require_rowwise(centre, out[:batch], np.asarray(f(x[:1]), dtype=np.float64))
             out = out[batch:]
         out = out.reshape(2, len(columns), batch, -1)
         jacobian[:, :, columns] = ((out[0] - out[1]) / denominator[..., None]).transpose(1, 2, 0)
     return jacobian
 
 
-def _require_rowwise(alone: np.ndarray, stacked: np.ndarray) -> None:
-    if not np.allclose(alone, stacked, rtol=1e-12, atol=1e-12 * max(1.0, np.abs(alone).max())):
+def _require_rowwise(alone: np.ndarray, stacked: np.ndarray, first_row: np.ndarray) -> None:
+    """The batch's rows must come out the same stacked with others and the first one alone."""
+    scale = 1e-12 * max(1.0, float(np.abs(alone).max()))
+    if not (np.allclose(alone, stacked, rtol=1e-12, atol=scale)
+            and np.allclose(alone[:1], first_row, rtol=1e-12, atol=scale)):
         raise ValueError("f gives different results for the same rows when other rows are "
                          "stacked with them: it mixes rows of the batch (e.g. batch "
                          "statistics), so it cannot be checked row by row")

@@ -188,7 +188,9 @@ def plot_check(report: Report, path: str | os.PathLike) -> Path:
     floor = 1e-17  # exact agreement (error 0) still gets a visible bar on the log scale
     errors = np.array([max(row.max_rel_error, floor) for row in rows])
     cause = {id(row) for row in report.cause_rows} if not report.passed else set()
-    colours = ["tab:red" if not row.passed else "tab:green" for row in rows]
+    # Red: the cause; orange: failing only because of it (inherited downstream); green: ok.
+    colours = ["tab:green" if row.passed else "tab:red" if id(row) in cause else "tab:orange"
+               for row in rows]
     figure = new_figure(9.0, 1.2 + 0.32 * len(rows))
     axes = figure.add_subplot()
     positions = np.arange(len(rows))[::-1]
@@ -202,11 +204,16 @@ def plot_check(report: Report, path: str | os.PathLike) -> Path:
             tick.set_fontweight("bold")
     rtol = rows[0].rtol
     axes.axvline(rtol, color="black", linestyle="--", label=f"tolerance rtol = {rtol:g}")
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color="tab:green", label="passes"), Patch(color="tab:red", label="cause"),
+               Patch(color="tab:orange", label="fails because of the cause"),
+               *axes.get_legend_handles_labels()[0]]
     verdict = "PASSED" if report.passed else f"FAILED, cause: {report.cause or rows[0].name}"
     axes.set(title=f"Analytic vs numeric derivatives: {verdict}",
              xlabel="max relative error |a - n| / max(|a|, |n|, atol/rtol) (log scale)")
     axes.grid(axis="x", alpha=0.3)
-    axes.legend(loc="lower right", fontsize=8)
+    axes.legend(handles=handles, loc="lower right", fontsize=8)
     return save_figure(figure, path)
 
 

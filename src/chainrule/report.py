@@ -187,8 +187,7 @@ class Report:
             return f"PASSED: {len(self.rows)} checks within rtol={self.rows[0].rtol:g}" \
                 if self.rows else "PASSED (nothing to check)"
         worst = self.worst
-        where = self.cause or worst.row
-        line = (f"FAILED: {where}, worst entry {list(worst.index)}: analytic "
+        line = (f"FAILED: {worst.row}, entry {list(worst.index)}: analytic "
                 f"{worst.analytic:.6g}, numeric {worst.numeric:.6g}")
         diagnosis = self.diagnosis
         if diagnosis:
@@ -287,14 +286,18 @@ class Sweep:
         return all(row.consistent for row in self.rows)
 
     def __str__(self) -> str:
-        lines = ["step-size sweep along a random direction: central-difference error of the "
-                 "slope, and Taylor remainder |φ(h) - φ(0) - h·slope| (~h² right, ~h wrong)"]
+        steps = "".join(f"{step:>9.0e}" for step in self.steps)
+        lines = ["step-size sweep along a random direction: relative error of the central "
+                 "difference, and Taylor remainder |φ(h) - φ(0) - h·slope|, whose order is ~2 "
+                 "when the slope is right and ~1 when it is wrong",
+                 f"{'check':<44} {'order':>6}  verdict     {'h =':<10}{steps}"]
         for row in self.rows:
-            verdict = "consistent" if row.consistent else "WRONG"
-            lines.append(f"{row.name}: remainder order {row.order:.2f} ({verdict})")
-            lines += [f"  h={step:<8.0e} central err {central:.2e}  remainder {rest:.2e}"
-                      for step, central, rest in zip(self.steps, row.central_error,
-                                                     row.remainder, strict=True)]
+            verdict = "ok" if row.consistent else "WRONG"
+            order = "exact" if np.isinf(row.order) else f"{row.order:.2f}"
+            central = "".join(f"{value:>9.1e}" for value in row.central_error)
+            remainder = "".join(f"{value:>9.1e}" for value in row.remainder)
+            lines += [f"{row.name[:44]:<44} {order:>6}  {verdict:<11} {'central':<10}{central}",
+                      f"{'':<65}{'remainder':<10}{remainder}"]
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -306,19 +309,26 @@ class Sweep:
 
 def _sweep_row(row: Row, steps: Sequence[float]) -> SweepRow:
     phi, slope = row.probe
-    at_zero = phi(0.0)
+
+    def value(t: float) -> float:
+        try:
+            return phi(t)
+        except ValueError:  # a large step left the domain (e.g. probabilities below 0)
+            return float("nan")
+
+    at_zero = value(0.0)
     central, remainder = [], []
     for step in steps:
-        plus, minus = phi(step), phi(-step)
+        plus, minus = value(step), value(-step)
         central.append(abs((plus - minus) / (2 * step) - slope) / max(abs(slope), 1e-300))
         remainder.append(abs(plus - at_zero - step * slope))
     # Fit the order where the remainder is well above round-off of φ.
     floor = 1e4 * np.finfo(np.float64).eps * max(abs(at_zero), 1.0)
-    usable = [(np.log(step), np.log(rest)) for step, rest in zip(steps, remainder, strict=True)
-              if rest > floor]
+    usable = sorted((step, rest) for step, rest in zip(steps, remainder, strict=True)
+                    if rest > floor)[:3]  # the smallest steps: where the leading term rules
     if len(usable) >= 2:
-        logs = np.array(usable)
+        logs = np.log(np.array(usable))
         order = float(np.polyfit(logs[:, 0], logs[:, 1], 1)[0])
     else:
-        order = float("inf")  # remainder at round-off level for every step: exact slope
+        order = float("inf")  # remainder at round-off for every step: φ linear, slope exact
     return SweepRow(row.name, tuple(central), tuple(remainder), order)
