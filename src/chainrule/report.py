@@ -184,8 +184,9 @@ class Report:
     def summary(self) -> str:
         """One line: ``PASSED`` or where it fails, the worst entry and what it looks like."""
         if self.passed:
-            return f"PASSED: {len(self.rows)} checks within rtol={self.rows[0].rtol:g}" \
-                if self.rows else "PASSED (nothing to check)"
+            count = len(self.rows)
+            return (f"PASSED: {count} check{'' if count == 1 else 's'} within "
+                    f"rtol={self._rtol:g}" if self.rows else "PASSED (nothing to check)")
         worst = self.worst
         line = (f"FAILED: {worst.row}, entry {list(worst.index)}: analytic "
                 f"{worst.analytic:.6g}, numeric {worst.numeric:.6g}")
