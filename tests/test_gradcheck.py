@@ -673,3 +673,37 @@ def test_cli_check_jacobian_exit_status_and_diagnosis(seed_file, tmp_path, capsy
     assert plot.read_bytes()[:4] == b"\x89PNG"
     assert main(["check-jacobian", f"{seed_file}:missing", "--of", "softmax"]) == 2
     assert "has no function 'missing'" in capsys.readouterr().err
+
+
+class DenseSoftmax(Layer):
+    """A fused ``y = softmax(x W)``: every weight moves every output column."""
+
+    def __init__(self, n_in: int, n_out: int, wrong: bool = False) -> None:
+        super().__init__()
+        self.params["W"] = np.random.default_rng(0).normal(size=(n_in, n_out))
+        self.grads["W"] = np.zeros((n_in, n_out))
+        self.wrong = wrong
+
+    def forward(self, x):
+        self.x = x
+        self.a = softmax(x @ self.params["W"])
+        return self.a
+
+    def backward(self, grad_out):
+        grad_z = self.a * (grad_out - np.sum(grad_out * self.a, axis=1, keepdims=True))
+        if self.wrong:  # the cross terms forgotten: diag(a(1-a)) only
+            grad_z = grad_out * self.a * (1 - self.a)
+        self.grads["W"][...] = self.x.T @ grad_z
+        return grad_z @ self.params["W"].T
+
+
+def test_parameters_that_move_every_column_fall_back_to_one_entry_at_a_time(rng):
+    # Had the column-aligned shortcut been accepted here, the numeric W gradient would be
+    # wrong and this correct layer would fail.
+    x = rng.normal(size=(5, 3))
+    report = check_layer(DenseSoftmax(3, 4), x)
+    assert report.passed, str(report)
+    assert report.rows[1].max_rel_error < 1e-6
+    wrong = check_layer(DenseSoftmax(3, 4, wrong=True), x)
+    assert [row.passed for row in wrong.rows] == [False, False]
+    assert wrong.cause == "DenseSoftmax input gradient"

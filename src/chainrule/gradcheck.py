@@ -161,13 +161,20 @@ def _parameter_contractions(layer: object, x: np.ndarray, name: str, upstream: n
                             entries: np.ndarray, eps: float | None) -> np.ndarray:
     """``Σ_bi upstream[k, b, i] ∂y_bi/∂θ_p`` for each ``p`` in ``entries``: shape ``(K, P)``.
 
-    Central differences of ``layer.forward(x)``, one parameter entry at a time (parameters
-    are shared by all rows, so they cannot be stacked like inputs).
+    Central differences of ``layer.forward(x)``. Parameters are shared by all rows, so they
+    cannot be stacked like inputs: each costs its own forward calls, unless it is
+    column-aligned (see :func:`_column_aligned_contractions`).
     """
     param = layer.params[name]
     flat = param.reshape(-1)
     if not np.shares_memory(flat, param):
         raise ValueError(f"parameter {name!r} is not contiguous; cannot perturb it in place")
+    width = upstream.shape[-1]
+    if param.ndim >= 1 and param.shape[-1] == width > 1:
+        result = _column_aligned_contractions(layer, x, param.reshape(-1, width), upstream,
+                                              entries, eps)
+        if result is not None:
+            return result
     steps = steps_for(flat[entries], eps)
     vectors = upstream.reshape(len(upstream), -1)
     result = np.empty((len(vectors), len(entries)))
@@ -189,6 +196,48 @@ def _parameter_contractions(layer: object, x: np.ndarray, name: str, upstream: n
     return result
 
 
+_AGREEMENT = 1e-8  # relative: numeric noise of the estimates is ~1e-10
+
+
+def _column_aligned_contractions(layer: object, x: np.ndarray, rows: np.ndarray,
+                                 upstream: np.ndarray, entries: np.ndarray,
+                                 eps: float | None) -> np.ndarray | None:
+    """Per-entry contractions when entry ``[r, j]`` moves only output column ``j``, else None.
+
+    ``rows`` is the parameter viewed as ``(R, m)`` with ``m`` the output width (as for the
+    weights and bias of a Dense layer, or a per-feature scale). If entry ``[r, j]`` affects
+    output column ``j`` only, a whole row ``r`` can be perturbed at once and column ``j`` of
+    the change is entry ``[r, j]``'s derivative: 4 forward calls per row instead of 2 per
+    entry. The hypothesis is tested, not assumed: each row is differenced with two step
+    patterns ``h·w`` and ``h·w'`` whose ratios ``w_j / w_k`` all differ, so any leak of an
+    entry into another column makes the two estimates disagree; on disagreement beyond
+    1e-8 (relative) this returns None and the caller falls back to one entry at a time.
+    """
+    width = rows.shape[1]
+    patterns = (np.ones(width), 1.0 + np.arange(width) / width)
+    needed = np.unique(entries // width)
+    derivatives = np.empty((len(needed), len(x), width))  # [row, b, j] = ∂y_bj/∂θ[r, j]
+    for position, r in enumerate(needed.tolist()):
+        saved = rows[r].copy()
+        steps = steps_for(saved, eps)
+        estimates = []
+        for pattern in patterns:
+            plus, minus = saved + steps * pattern, saved - steps * pattern
+            rows[r] = plus
+            change = np.array(layer.forward(x), dtype=np.float64)
+            rows[r] = minus
+            change -= layer.forward(x)
+            estimates.append(change / (plus - minus))
+        rows[r] = saved
+        scale = max(float(np.max(np.abs(estimates[0]))), np.finfo(np.float64).tiny)
+        if np.max(np.abs(estimates[0] - estimates[1])) > _AGREEMENT * scale:
+            return None
+        derivatives[position] = estimates[0]
+    where = np.searchsorted(needed, entries // width)
+    columns = entries % width
+    # result[k, p] = Σ_b upstream[k, b, j_p] · derivatives[row_p, b, j_p]
+    return np.einsum("kbp,pb->kp", upstream[:, :, columns],
+                     derivatives[where, :, columns])
 def _claimed_jacobian(layer: object, x: np.ndarray, width: int) -> np.ndarray:
     """The per-row Jacobian ``(B, m, n)`` that ``backward`` implies: row i = backward(e_i)."""
     layer.forward(x)
@@ -327,26 +376,30 @@ def _directional_row(model: object, loss: object, X: np.ndarray, y: np.ndarray,
     A handful of loss evaluations whatever the size; the input is moved too, so a wrong
     input gradient of layer 0 (which touches no parameter) still shows.
     """
-    params = [(param, grad.copy()) for _, param, grad in model.named_parameters()]
-    saved = [param.copy() for param, _ in params]
+    params = [param for _, param, _ in model.named_parameters()]
+    saved = [param.copy() for param in params]
+    gradient = np.concatenate([grad.reshape(-1) for _, _, grad in model.named_parameters()]
+                              + [grad_input.reshape(-1)])
+    moves = rng.uniform(-1.0, 1.0, (directions, gradient.size))  # (parameters, input) per row
+    claimed = moves @ gradient
+    bounds = np.cumsum([0] + [param.size for param in params])
     largest = max([float(np.max(np.abs(X)))] + [float(np.max(np.abs(p))) for p in saved])
     step = eps if eps is not None else STEP * max(1.0, largest)
-    claimed, numeric = np.empty(directions), np.empty(directions)
-    for d in range(directions):
-        moves = [rng.standard_normal(param.shape) for param, _ in params]
-        move_input = rng.standard_normal(X.shape)
-        claimed[d] = (sum(float(np.sum(grad * move)) for (_, grad), move in zip(params, moves,
-                                                                                  strict=True))
-                      + float(np.sum(grad_input * move_input)))
-        values = []
-        for t in (step, -step):
-            for (param, _), base, move in zip(params, saved, moves, strict=True):
-                np.multiply(move, t, out=param)
-                param += base
-            values.append(loss.forward(model.forward(X + t * move_input), y))
-        numeric[d] = (values[0] - values[1]) / (2 * step)
-    for (param, _), base in zip(params, saved, strict=True):
-        param[...] = base
+    numeric = np.empty(directions)
+    try:
+        for d, move in enumerate(moves):
+            values = []
+            for t in (step, -step):
+                for param, base, begin, end in zip(params, saved, bounds[:-1], bounds[1:],
+                                                   strict=True):
+                    np.multiply(move[begin:end].reshape(param.shape), t, out=param)
+                    param += base
+                moved_input = X + t * move[bounds[-1]:].reshape(X.shape)
+                values.append(loss.forward(model.forward(moved_input), y))
+            numeric[d] = (values[0] - values[1]) / (2 * step)
+    finally:
+        for param, base in zip(params, saved, strict=True):
+            param[...] = base
     return Row(f"directional dL/dt ({directions} random directions)", claimed, numeric,
                atol, rtol)
 
