@@ -8,6 +8,7 @@ effective target matrix ``T`` and one normaliser ``N`` (see ``_effective_targets
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -88,6 +89,8 @@ class _ClassificationLoss(Loss):
                 raise ValueError(f"{self!r}: labels must be integers 0..{n_classes - 1}, got "
                                  f"dtype {target.dtype} (first value {target[0]!r})")
             target = target.astype(np.int64)
+        if 0 <= target.min() and target.max() < n_classes:  # the common case, in two reductions
+            return target
         bad = (target != self.ignore_index) & ((target < 0) | (target >= n_classes))
         if bad.any():
             index = int(np.flatnonzero(bad)[0])
@@ -173,28 +176,47 @@ class SoftmaxCrossEntropy(_ClassificationLoss):
         self._warned_probabilities = False
 
     def forward(self, output: np.ndarray, target: np.ndarray) -> float:
-        logits = self._check_logits(self._check_output(output))
-        log_probs = log_softmax(logits)
-        probs = np.exp(log_probs)
+        logits = self._check_output(output)
         target = np.asarray(target)
         if self._is_plain_labels(target):
-            labels = self._labels(target, *logits.shape)
-            rows = np.arange(len(labels))
-            picked = log_probs[rows, labels]
-            if np.any(np.isneginf(picked)):
-                row = int(np.flatnonzero(np.isneginf(picked))[0])
-                raise ValueError(f"{self!r}: label {labels[row]} of row {row} has probability 0 "
-                                 "(masked logit): the loss is infinite")
-            norm = len(labels) if self.reduction == "mean" else 1
-            probs[rows, labels] -= 1
-            probs /= norm
-            self._grad = probs
-            return float(-picked.sum() / norm)
+            return self._forward_labels(logits, self._labels(target, *logits.shape))
+        logits = self._check_logits(logits)
+        log_probs = log_softmax(logits)
+        probs = np.exp(log_probs)
         effective, norm = self._effective_targets(target, logits.shape)
         loss = -self._weighted_log_sum(effective, log_probs) / norm if norm else 0.0
         grad = probs * effective.sum(axis=1, keepdims=True) - effective
         self._grad = (grad / norm if norm else np.zeros_like(grad)).astype(logits.dtype)
         return float(loss)
+
+    def _forward_labels(self, logits: np.ndarray, labels: np.ndarray) -> float:
+        """The training path, hard labels ``y``: ``E = -Σ_b log p_b,y_b / N`` and
+        ``∂E/∂z = (p - onehot(y)) / N``, in four passes over ``(B, C)`` and one array.
+
+        ``shifted = z - max z``; ``log p_by = shifted_by - log Σ exp(shifted_b)``;
+        ``p = exp(shifted) / Σ exp(shifted)`` computed in place in ``shifted``.
+        """
+        row_max = np.maximum.reduce(logits, axis=1, keepdims=True)
+        if not math.isfinite(np.add.reduce(row_max, axis=None)):  # NaN, +inf or all -inf
+            self._check_logits(logits)  # raises, naming the bad entry
+        self._warn_if_probabilities(logits)
+        shifted = np.subtract(logits, row_max)
+        rows = np.arange(len(labels))
+        picked = shifted[rows, labels]
+        probs = np.exp(shifted, out=shifted)
+        sums = np.add.reduce(probs, axis=1)
+        picked -= np.log(sums)
+        norm = len(labels) if self.reduction == "mean" else 1
+        loss = -float(np.add.reduce(picked)) / norm
+        if math.isinf(loss):
+            row = int(np.flatnonzero(np.isneginf(picked))[0])
+            raise ValueError(f"{self!r}: label {labels[row]} of row {row} has probability 0 "
+                             "(masked logit): the loss is infinite")
+        sums *= norm
+        probs /= sums[:, None]
+        probs[rows, labels] -= 1 / norm
+        self._grad = probs
+        return loss
 
     def _is_plain_labels(self, target: np.ndarray) -> bool:
         """Hard labels with no weight, smoothing or ignored entry: the fast ``p - onehot`` path."""
@@ -210,12 +232,15 @@ class SoftmaxCrossEntropy(_ClassificationLoss):
             row = int(np.flatnonzero(np.all(np.isneginf(logits), axis=1))[0])
             raise NonFiniteError(f"{self!r}: row {row} of the logits is -inf everywhere "
                                  "(every class masked)")
+        self._warn_if_probabilities(logits)
+        return logits
+
+    def _warn_if_probabilities(self, logits: np.ndarray) -> None:
         if not self._warned_probabilities and _looks_like_probabilities(logits):
             self._warned_probabilities = True
             warnings.warn(f"{self!r}: the logits look like probabilities (in [0, 1], rows "
                           "summing to 1): softmax applied twice? SoftmaxCrossEntropy takes raw "
-                          "logits; use CrossEntropy for probabilities.", stacklevel=3)
-        return logits
+                          "logits; use CrossEntropy for probabilities.", stacklevel=4)
 
 
 class CrossEntropy(_ClassificationLoss):

@@ -12,7 +12,17 @@ __all__ = ["SGD", "Adam", "Optimizer"]
 
 
 class Optimizer:
-    """Base class: per-parameter state keyed by ``"<layer index>.<name>"``."""
+    """Base class: per-parameter state keyed by ``"<layer index>.<name>"``.
+
+    A subclass gives ``_new_state(param)`` (its state arrays, shaped like ``param``) and
+    ``_direction(grad, state)``: the step ``Δ``, written into ``state["update"]``, with
+    ``p ← p - Δ``.
+    """
+
+    # Up to this many parameters in all (of one dtype), the rule runs once on all of them as
+    # one flat vector instead of once per parameter: its dozen ufunc calls per parameter are
+    # most of a small network's step. ``state`` then holds views of the flat arrays.
+    FLAT_LIMIT = 1 << 16
 
     def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
         if not lr > 0:
@@ -23,24 +33,67 @@ class Optimizer:
         self.lr = lr
         self.weight_decay = weight_decay
         self.state: dict[str, dict[str, np.ndarray]] = {}
+        self._flat: dict | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(lr={self.lr})"
 
     def step(self, model) -> None:
         """Update every parameter of ``model`` (a ``Sequential``) in place."""
-        for key, param, grad in model.named_parameters():
+        entries = list(model.named_parameters())
+        layout = [(key, param.shape, param.dtype) for key, param, _ in entries]
+        if (entries and len({dtype for _, _, dtype in layout}) == 1
+                and sum(param.size for _, param, _ in entries) <= self.FLAT_LIMIT):
+            self._step_flat(entries, layout)
+            return
+        for key, param, grad in entries:
             state = self.state.get(key)
-            if state is None or state["scratch"].shape != param.shape:
+            if (state is None or state["update"].shape != param.shape
+                    or state["update"].dtype != param.dtype):
                 state = self.state[key] = self._new_state(param)
-            if self.weight_decay:
-                grad = np.add(grad, self.weight_decay * param, out=state["scratch"])
-            self._update(param, grad, state)
+            param -= self._direction(self._decayed(grad, param, state["scratch"]), state)
+
+    def _step_flat(self, entries: list, layout: list) -> None:
+        """``step`` on the concatenation of all parameters (see ``FLAT_LIMIT``)."""
+        if self._flat is None or self._flat["layout"] != layout:
+            self._flat = self._new_flat_state(layout)
+        flat = self._flat
+        grad = np.concatenate([grad.reshape(-1) for _, _, grad in entries], out=flat["grad"])
+        if self.weight_decay:
+            decay = np.concatenate([param.reshape(-1) for _, param, _ in entries],
+                                   out=flat["state"]["scratch"])
+            decay *= self.weight_decay
+            grad += decay
+        self._direction(grad, flat["state"])
+        for (_, param, _), update in zip(entries, flat["updates"], strict=True):
+            param -= update
+
+    def _new_flat_state(self, layout: list) -> dict:
+        """Flat state arrays for ``layout``, and ``self.state`` as per-parameter views of them."""
+        sizes = [int(np.prod(shape)) for _, shape, _ in layout]
+        flat_state = self._new_state(np.empty(sum(sizes), dtype=layout[0][2]))
+        ends = np.cumsum(sizes)
+        self.state = {}
+        for (key, shape, _), end, size in zip(layout, ends, sizes, strict=True):
+            self.state[key] = {name: value[end - size:end].reshape(shape) if value.ndim else value
+                               for name, value in flat_state.items()}
+        return {"layout": layout, "state": flat_state,
+                "grad": np.empty_like(flat_state["update"]),
+                "updates": [self.state[key]["update"] for key, _, _ in layout]}
+
+    def _decayed(self, grad: np.ndarray, param: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """``g + λ p`` (L2 weight decay) in ``out``; ``g`` itself when λ = 0."""
+        if not self.weight_decay:
+            return grad
+        np.multiply(param, self.weight_decay, out=out)
+        out += grad
+        return out
 
     def _new_state(self, param: np.ndarray) -> dict[str, np.ndarray]:
-        return {"scratch": np.empty_like(param)}
+        """``scratch`` holds the weight-decayed gradient, ``update`` the step ``Δ``."""
+        return {"scratch": np.empty_like(param), "update": np.empty_like(param)}
 
-    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict) -> None:
+    def _direction(self, grad: np.ndarray, state: dict) -> np.ndarray:
         raise NotImplementedError
 
 
@@ -61,19 +114,23 @@ class SGD(Optimizer):
         self.momentum = momentum
         self.nesterov = nesterov
 
-    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict) -> None:
-        if self.momentum:
-            velocity = state.get("velocity")
-            if velocity is None:
-                velocity = state["velocity"] = grad.copy()
-            else:
-                velocity *= self.momentum
-                velocity += grad
-            if self.nesterov:
-                grad = np.add(grad, self.momentum * velocity, out=state["scratch"])
-            else:
-                grad = velocity
-        param -= np.multiply(grad, self.lr, out=state["scratch"])
+    def _new_state(self, param: np.ndarray) -> dict[str, np.ndarray]:
+        # v starts at 0, so the first step's μ·0 + g is exactly g.
+        return {**super()._new_state(param), "velocity": np.zeros_like(param)}
+
+    def _direction(self, grad: np.ndarray, state: dict) -> np.ndarray:
+        update = state["update"]
+        if not self.momentum:
+            return np.multiply(grad, self.lr, out=update)
+        velocity = state["velocity"]
+        velocity *= self.momentum
+        velocity += grad
+        if self.nesterov:
+            np.multiply(velocity, self.momentum, out=update)
+            update += grad
+            update *= self.lr
+            return update
+        return np.multiply(velocity, self.lr, out=update)
 
 
 class Adam(Optimizer):
@@ -90,21 +147,24 @@ class Adam(Optimizer):
         self.eps = eps
 
     def _new_state(self, param: np.ndarray) -> dict[str, np.ndarray]:
-        return {"scratch": np.empty_like(param), "m": np.zeros_like(param),
+        return {**super()._new_state(param), "m": np.zeros_like(param),
                 "v": np.zeros_like(param), "t": np.zeros((), dtype=np.int64)}
 
-    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict) -> None:
+    def _direction(self, grad: np.ndarray, state: dict) -> np.ndarray:
         beta1, beta2 = self.betas
         state["t"] += 1
         t = int(state["t"])
-        m, v, scratch = state["m"], state["v"], state["scratch"]
+        m, v, update = state["m"], state["v"], state["update"]
+        # Every step is an in-place ufunc into the state or ``update``: no temporaries.
         m *= beta1
-        m += (1 - beta1) * grad
+        m += np.multiply(grad, 1 - beta1, out=update)
         v *= beta2
-        v += (1 - beta2) * grad * grad
-        np.sqrt(v, out=scratch)
-        scratch /= np.sqrt(1 - beta2**t)
-        scratch += self.eps
-        np.divide(m, scratch, out=scratch)
-        scratch *= self.lr / (1 - beta1**t)
-        param -= scratch
+        np.multiply(grad, grad, out=update)
+        update *= 1 - beta2
+        v += update
+        np.sqrt(v, out=update)
+        update /= np.sqrt(1 - beta2**t)
+        update += self.eps
+        np.divide(m, update, out=update)
+        update *= self.lr / (1 - beta1**t)
+        return update

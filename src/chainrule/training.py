@@ -126,6 +126,8 @@ def fit(
     X_batch = np.empty((min(batch_size, len(X)), X.shape[1]), dtype=X.dtype)
     y_batch = np.empty((min(batch_size, len(X)), *y.shape[1:]), dtype=y.dtype)
     best_loss, best_weights, waited = np.inf, None, 0
+    first_trainable = next((index for index, layer in enumerate(model.layers) if layer.params),
+                           len(model.layers))
     for epoch in range(epochs):
         if shuffle:
             rng.shuffle(order)
@@ -134,10 +136,14 @@ def fit(
         bar = tqdm(range(0, len(X), batch_size), desc=f"epoch {epoch + 1}/{epochs}",
                    unit="batch", leave=False, disable=not progress or not sys.stderr.isatty())
         for batch_index, begin in enumerate(bar):
-            rows = order[begin:begin + batch_size]
-            # Gather the batch into reused buffers instead of allocating a copy per batch.
-            xb = np.take(X, rows, axis=0, out=X_batch[:len(rows)])
-            yb = np.take(y, rows, axis=0, out=y_batch[:len(rows)])
+            if shuffle:
+                rows = order[begin:begin + batch_size]
+                # Gather the batch into reused buffers instead of allocating a copy per batch;
+                # mode="clip" (the rows are valid anyway) lets take write into `out` unbuffered.
+                xb = np.take(X, rows, axis=0, out=X_batch[:len(rows)], mode="clip")
+                yb = np.take(y, rows, axis=0, out=y_batch[:len(rows)], mode="clip")
+            else:
+                xb, yb = X[begin:begin + batch_size], y[begin:begin + batch_size]  # views
             try:
                 output = model.forward(xb)
                 batch_loss = loss.forward(output, yb)
@@ -146,11 +152,12 @@ def fit(
             if not np.isfinite(batch_loss):
                 _diverged(model, snapshot, f"loss became {batch_loss} at epoch {epoch + 1}, "
                                            f"batch {batch_index + 1}")
-            model.backward(loss.backward())
+            _backward_to_params(model, loss.backward(), first_trainable)
             optimizer.step(model)
-            total_loss += batch_loss * len(rows) if loss.reduction == "mean" else batch_loss
+            total_loss += batch_loss * len(xb) if loss.reduction == "mean" else batch_loss
             correct += _n_correct(output, yb)
-            bar.set_postfix(loss=f"{total_loss / (begin + len(rows)):.4f}", refresh=False)
+            if not bar.disable:
+                bar.set_postfix_str(f"loss={total_loss / (begin + len(xb)):.4f}", refresh=False)
         bar.close()
         if not _params_finite(model):
             _diverged(model, snapshot, f"parameters became non-finite in epoch {epoch + 1}")
@@ -199,6 +206,21 @@ def _class_indices(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
         raise ValueError(f"label {label!r} is not one of the classes seen in training: "
                          f"{classes[:10]}")
     return indices.astype(np.int64)
+
+
+def _backward_to_params(model: Sequential, grad_out: np.ndarray, first_trainable: int) -> None:
+    """``model.backward`` without the work nothing uses: no gradient is propagated below the
+    first layer with parameters, and that layer skips its input gradient (for ``Dense``, one
+    of its three GEMMs — the largest in an MNIST-sized MLP)."""
+    for index in range(len(model.layers) - 1, first_trainable - 1, -1):
+        layer = model.layers[index]
+        try:
+            if index > first_trainable:
+                grad_out = layer.backward(grad_out)
+            else:
+                getattr(layer, "_backward_params", layer.backward)(grad_out)
+        except ValueError as error:
+            raise ValueError(f"layer {index}: {error}") from None
 
 
 def _n_correct(output: np.ndarray, target: np.ndarray) -> int:
