@@ -191,7 +191,7 @@ def plot_check(report: Report, path: str | os.PathLike) -> Path:
     # Red: the cause; orange: failing only because of it (inherited downstream); green: ok.
     colours = ["tab:green" if row.passed else "tab:red" if id(row) in cause else "tab:orange"
                for row in rows]
-    figure = new_figure(9.0, 1.2 + 0.32 * len(rows))
+    figure = new_figure(9.0, 1.8 + 0.32 * len(rows))
     axes = figure.add_subplot()
     positions = np.arange(len(rows))[::-1]
     axes.barh(positions, errors, color=colours, left=floor)
@@ -213,7 +213,8 @@ def plot_check(report: Report, path: str | os.PathLike) -> Path:
     axes.set(title=f"Analytic vs numeric derivatives: {verdict}",
              xlabel="max relative error |a - n| / max(|a|, |n|, atol/rtol) (log scale)")
     axes.grid(axis="x", alpha=0.3)
-    axes.legend(handles=handles, loc="lower right", fontsize=8)
+    figure.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=8,
+                  frameon=False)
     return save_figure(figure, path)
 
 
