@@ -1,0 +1,149 @@
+"""The training path's shortcuts give exactly what the public, step-by-step path gives.
+
+``fit`` skips the first layer's input gradient, ReLU multiplies by a mask, the fused loss has
+a hard-label path, and small models are optimised as one flat vector: each is checked here
+against the plain computation it replaces.
+"""
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule.errors import NonFiniteError
+from chainrule.training import _backward_to_params
+
+
+def _data(rng, n=96, n_in=6, n_classes=4, dtype=np.float64):
+    return rng.normal(size=(n, n_in)).astype(dtype), rng.integers(0, n_classes, n)
+
+
+@pytest.mark.parametrize("optimizer", [
+    lambda: cr.SGD(0.1, momentum=0.9), lambda: cr.SGD(0.1, momentum=0.5, nesterov=True,
+                                                      weight_decay=0.01),
+    lambda: cr.Adam(0.01, weight_decay=0.01)])
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_fit_equals_the_public_step_by_step_loop(optimizer, shuffle, rng):
+    X, y = _data(rng)
+    fitted = cr.mlp(6, [8, 5], 4, seed=3)
+    reference = cr.mlp(6, [8, 5], 4, seed=3)
+    cr.fit(fitted, cr.SoftmaxCrossEntropy(), optimizer(), X, y, epochs=3, batch_size=16,
+           shuffle=shuffle, seed=7, progress=False)
+
+    loss, step, order = cr.SoftmaxCrossEntropy(), optimizer(), np.arange(len(X))
+    shuffler = np.random.default_rng(7)
+    for _ in range(3):
+        if shuffle:
+            shuffler.shuffle(order)
+        for begin in range(0, len(X), 16):
+            rows = order[begin:begin + 16]
+            loss.forward(reference.forward(X[rows]), y[rows])
+            reference.backward(loss.backward())
+            step.step(reference)
+    for key, value in reference.params.items():
+        np.testing.assert_allclose(fitted.params[key], value, rtol=1e-12, atol=1e-14)
+
+
+def test_backward_to_params_fills_the_same_grads_and_skips_leading_layers(rng):
+    model = cr.Sequential([cr.Tanh(), cr.Dense(5, 7, seed=0), cr.ReLU(), cr.Dense(7, 3, seed=1)])
+    x = rng.normal(size=(10, 5))
+    grad_out = rng.normal(size=(10, 3))
+    model.forward(x)
+    model.backward(grad_out)
+    expected = {key: grad.copy() for key, grad in model.grads.items()}
+    for grad in model.grads.values():
+        grad[...] = np.nan
+    model.forward(x)
+    _backward_to_params(model, grad_out, first_trainable=1)
+    for key, grad in model.grads.items():
+        np.testing.assert_array_equal(grad, expected[key])
+
+
+def test_dense_backward_params_returns_checked_grad_and_fills_grads(rng):
+    layer = cr.Dense(4, 3, seed=0)
+    x, grad_out = rng.normal(size=(5, 4)), rng.normal(size=(5, 3))
+    layer.forward(x)
+    layer._backward_params(grad_out)
+    np.testing.assert_allclose(layer.grads["W"], x.T @ grad_out, rtol=1e-12)
+    np.testing.assert_allclose(layer.grads["b"], grad_out.sum(axis=0), rtol=1e-12)
+    with pytest.raises(ValueError, match="grad_out of shape"):
+        layer._backward_params(grad_out[:, :2])
+
+
+def test_relu_backward_is_the_masked_gradient_even_for_non_finite_upstream(rng):
+    layer = cr.ReLU()
+    x = rng.normal(size=(6, 5))
+    y = layer.forward(x)
+    grad_out = rng.normal(size=(6, 5))
+    np.testing.assert_array_equal(layer.backward(grad_out), np.where(x > 0, grad_out, 0))
+    grad_out[y == 0] = np.inf  # inf x (unit off) must be 0, not inf * 0 = NaN
+    grad_out[0, 0], x_off = np.nan, np.flatnonzero(y.ravel() == 0)[0]
+    grad_out.ravel()[x_off] = -np.inf
+    expected = np.where(y > 0, grad_out, 0)
+    np.testing.assert_array_equal(layer.backward(grad_out), expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_hard_label_loss_path_equals_the_soft_target_path(dtype, rng):
+    logits = rng.normal(scale=3, size=(9, 5)).astype(dtype)
+    logits[2, 4] = logits[7, 0] = -np.inf  # masked classes, not the labels
+    labels = np.array([0, 1, 2, 3, 4, 0, 1, 2, 3])
+    for reduction in ("mean", "sum"):
+        fast, general = cr.SoftmaxCrossEntropy(reduction), cr.SoftmaxCrossEntropy(reduction)
+        value = fast.forward(logits, labels)
+        expected = general.forward(logits, np.eye(5)[labels])  # soft rows: the general path
+        tolerance = 1e-6 if dtype == np.float32 else 1e-13
+        assert value == pytest.approx(expected, rel=tolerance)
+        assert fast.backward().dtype == dtype
+        np.testing.assert_allclose(fast.backward(), general.backward(), rtol=tolerance,
+                                   atol=tolerance)
+        assert np.all(fast.backward()[[2, 7], [4, 0]] == 0)
+
+
+def test_hard_label_loss_path_errors(rng):
+    logits = rng.normal(size=(3, 4))
+    loss = cr.SoftmaxCrossEntropy()
+    bad = logits.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(NonFiniteError, match=r"NaN or \+inf.*\[1, 2\]"):
+        loss.forward(bad, np.array([0, 1, 2]))
+    masked = logits.copy()
+    masked[2] = -np.inf
+    with pytest.raises(NonFiniteError, match=r"row 2 .* -inf everywhere"):
+        loss.forward(masked, np.array([0, 1, 2]))
+    masked = logits.copy()
+    masked[1, 3] = -np.inf
+    with pytest.raises(ValueError, match="label 3 of row 1 has probability 0"):
+        loss.forward(masked, np.array([0, 3, 2]))
+    with pytest.raises(ValueError, match="label 4 at index 2 is out of range"):
+        loss.forward(logits, np.array([0, 3, 4]))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: cr.SGD(0.05), lambda: cr.SGD(0.05, momentum=0.9, weight_decay=0.1),
+    lambda: cr.SGD(0.05, momentum=0.9, nesterov=True), lambda: cr.Adam(0.01, weight_decay=0.1)])
+def test_flat_and_per_parameter_updates_agree(make, rng):
+    models = [cr.mlp(5, [7], 3, seed=0) for _ in range(2)]
+    flat, per_parameter = make(), make()
+    per_parameter.FLAT_LIMIT = 0
+    for _ in range(4):
+        x, grad_out = rng.normal(size=(8, 5)), rng.normal(size=(8, 3))
+        for model, optimizer in zip(models, (flat, per_parameter), strict=True):
+            model.forward(x)
+            model.backward(grad_out)
+            optimizer.step(model)
+    for key, value in models[1].params.items():
+        np.testing.assert_allclose(models[0].params[key], value, rtol=1e-13, atol=1e-15)
+    assert flat._flat is not None and per_parameter._flat is None
+    for name in set(flat.state["0.W"]) - {"scratch"}:  # per-parameter state, as views
+        np.testing.assert_allclose(flat.state["0.W"][name], per_parameter.state["0.W"][name],
+                                   rtol=1e-13, atol=1e-15)
+
+
+def test_sgd_first_momentum_step_is_exactly_the_gradient_step(rng):
+    model = cr.mlp(3, [4], 2, seed=0)
+    before = model.get_weights()
+    model.forward(rng.normal(size=(5, 3)))
+    model.backward(rng.normal(size=(5, 2)))
+    cr.SGD(0.5, momentum=0.9).step(model)
+    for key, grad in model.grads.items():
+        np.testing.assert_array_equal(model.params[key], before[key] - grad * 0.5)
