@@ -534,6 +534,7 @@ def test_fast_and_sampled_checks(batch):
     model = _five_layer_net()
     fast = gradcheck.gradcheck(model, SoftmaxCrossEntropy(), *batch, fast=True, directions=3)
     assert fast.passed and len(fast.rows) == 1 and fast.rows[0].analytic.shape == (3,)
+    assert fast.eps_sweep().rows[0].order == pytest.approx(2, abs=0.2)
     sampled = gradcheck.gradcheck(model, SoftmaxCrossEntropy(), *batch, sample=4)
     assert sampled.passed
     weights = next(row for row in sampled.rows if row.name == "network ∂L/∂2.W")

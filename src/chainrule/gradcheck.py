@@ -168,23 +168,24 @@ def _directional_row(model: Sequential, loss: Loss, X: np.ndarray, y: np.ndarray
     bounds = np.cumsum([0] + [param.size for param in params])
     largest = max([float(np.max(np.abs(X)))] + [float(np.max(np.abs(p))) for p in saved])
     step = eps if eps is not None else STEP * max(1.0, largest)
-    numeric = np.empty(directions)
-    try:
-        for d, move in enumerate(moves):
-            values = []
-            for t in (step, -step):
-                for param, base, begin, end in zip(params, saved, bounds[:-1], bounds[1:],
-                                                   strict=True):
-                    np.multiply(move[begin:end].reshape(param.shape), t, out=param)
-                    param += base
-                moved_input = X + t * move[bounds[-1]:].reshape(X.shape)
-                values.append(loss.forward(model.forward(moved_input), y))
-            numeric[d] = (values[0] - values[1]) / (2 * step)
-    finally:
-        for param, base in zip(params, saved, strict=True):
-            param[...] = base
+
+    def loss_along(move: np.ndarray, t: float) -> float:
+        """The loss with parameters and input moved by ``t·move``; parameters restored."""
+        try:
+            for param, base, begin, end in zip(params, saved, bounds[:-1], bounds[1:],
+                                               strict=True):
+                np.multiply(move[begin:end].reshape(param.shape), t, out=param)
+                param += base
+            return float(loss.forward(model.forward(X + t * move[bounds[-1]:].reshape(X.shape)),
+                                      y))
+        finally:
+            for param, base in zip(params, saved, strict=True):
+                param[...] = base
+
+    numeric = np.array([(loss_along(move, step) - loss_along(move, -step)) / (2 * step)
+                        for move in moves])
     return Row(f"directional dL/dt ({directions} random directions)", claimed, numeric,
-               atol, rtol)
+               atol, rtol, probe=probe(lambda t: loss_along(moves[0], t), claimed[0]))
 
 
 def gradcheck(model: Sequential, loss: Loss, X: np.ndarray, y: np.ndarray,
