@@ -236,6 +236,9 @@ CASES = {
     "evaluated_at_input+diagonal_overwritten": (
         softmax, lambda z: softmax_jacobian(softmax(z)), lambda z: -np.outer(z, z),
         ["diagonal_overwritten", "evaluated_at_input"]),
+    "evaluated_at_input+sign_flipped": (
+        softmax, lambda z: softmax_jacobian(softmax(z)), lambda z: -softmax_jacobian(z),
+        ["evaluated_at_input", "sign_flipped"]),
     "diagonal_only+evaluated_at_input": (
         softmax, lambda z: softmax_jacobian(softmax(z)), lambda z: np.diag(z * (1 - z)),
         ["diagonal_only", "evaluated_at_input"]),
