@@ -711,3 +711,13 @@ def test_parameters_that_move_every_column_fall_back_to_one_entry_at_a_time(rng)
     wrong = check_layer(DenseSoftmax(3, 4, wrong=True), x)
     assert [row.passed for row in wrong.rows] == [False, False]
     assert wrong.cause == "DenseSoftmax input gradient"
+
+
+def test_load_function_file_can_import_its_neighbours(tmp_path):
+    (tmp_path / "helpers.py").write_text("import numpy as np\n\n\n"
+                                         "def outer(a):\n    return np.outer(a, a)\n")
+    (tmp_path / "mine.py").write_text("import numpy as np\nfrom helpers import outer\n\n\n"
+                                      "def softmax_prime(a):\n"
+                                      "    return np.diag(a) - outer(a)\n")
+    softmax_prime = load_function(f"{tmp_path / 'mine.py'}:softmax_prime")
+    assert check_jacobian_of(softmax_prime, "softmax", takes="output").passed

@@ -355,18 +355,22 @@ def load_function(spec: str) -> Callable:
     if not module_name or not attribute:
         raise ValueError(f"expected MODULE:FUNCTION (MODULE a .py path or a module), got {spec!r}")
     path = Path(module_name)
-    if module_name.endswith(".py") or path.is_file():
-        if not path.is_file():
-            raise FileNotFoundError(f"no such file: {module_name}")
-        module_spec = importlib.util.spec_from_file_location(path.stem, path)
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-    else:
-        sys.path.insert(0, str(Path.cwd()))
-        try:
+    as_file = module_name.endswith(".py") or path.is_file()
+    if as_file and not path.is_file():
+        raise FileNotFoundError(f"no such file: {module_name}")
+    # The file's folder (or the working directory) is importable while it loads, so that
+    # it can import its neighbours.
+    folder = str(path.resolve().parent if as_file else Path.cwd())
+    sys.path.insert(0, folder)
+    try:
+        if as_file:
+            module_spec = importlib.util.spec_from_file_location(path.stem, path)
+            module = importlib.util.module_from_spec(module_spec)
+            module_spec.loader.exec_module(module)
+        else:
             module = importlib.import_module(module_name)
-        finally:
-            sys.path.remove(str(Path.cwd()))
+    finally:
+        sys.path.remove(folder)
     function = getattr(module, attribute, None)
     if not callable(function):
         raise ValueError(f"{module_name} has no function {attribute!r}")
