@@ -159,9 +159,10 @@ def _directional_row(model: Sequential, loss: Loss, X: np.ndarray, y: np.ndarray
     A handful of loss evaluations whatever the size; the input is moved too, so a wrong
     input gradient of layer 0 (which touches no parameter) still shows.
     """
-    params = [param for _, param, _ in model.named_parameters()]
+    named = list(model.named_parameters())
+    params = [param for _, param, _ in named]
     saved = [param.copy() for param in params]
-    gradient = np.concatenate([grad.reshape(-1) for _, _, grad in model.named_parameters()]
+    gradient = np.concatenate([grad.reshape(-1) for _, _, grad in named]
                               + [grad_input.reshape(-1)])
     moves = rng.uniform(-1.0, 1.0, (directions, gradient.size))  # (parameters, input) per row
     claimed = moves @ gradient
