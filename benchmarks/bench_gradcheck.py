@@ -12,9 +12,9 @@ on a batch of 16 random rows, float64, with respect to every parameter (2,410 en
 - NumPy loop: ``(L(θ + h e_i) - L(θ - h e_i)) / 2h`` for every entry i, one forward of the
   whole network and the loss per evaluation, compared with ``model.backward``.
 
-Systems run in interleaved rounds with one BLAS/PyTorch thread (on a loaded 2-core machine
-PyTorch's thread pool makes its gradcheck 30× slower, which would flatter chainrule);
-ratios are medians of per-round ratios.
+Systems run in interleaved rounds with one BLAS/PyTorch thread (with two threads on a busy
+2-core machine PyTorch's default-mode gradcheck took 10-25 s instead of 0.25 s, which would
+flatter chainrule); ratios are medians of per-round ratios.
 
     python benchmarks/bench_gradcheck.py [--rounds 7]
 """
