@@ -22,9 +22,9 @@ __all__ = ["check_layer", "claimed_jacobian", "layer_rows", "probe", "random_dir
 
 
 def random_direction(rng: np.random.Generator, shape: tuple) -> np.ndarray:
+    """A random normal direction of ``shape`` scaled to root-mean-square 1."""
     direction = rng.standard_normal(shape)
     return direction / max(float(np.sqrt(np.mean(direction * direction))), 1e-300)
-
 
 
 def to_float64(layer: object) -> object:
@@ -126,6 +126,8 @@ def _column_aligned_contractions(layer: object, x: np.ndarray, rows: np.ndarray,
     # result[k, p] = Σ_b upstream[k, b, j_p] · derivatives[row_p, b, j_p]
     return np.einsum("kbp,pb->kp", upstream[:, :, columns],
                      derivatives[where, :, columns])
+
+
 def claimed_jacobian(layer: object, x: np.ndarray, width: int) -> np.ndarray:
     """The per-row Jacobian ``(B, m, n)`` that ``backward`` implies: row i = backward(e_i)."""
     layer.forward(x)
@@ -149,8 +151,9 @@ def layer_rows(layer: object, x: np.ndarray, grad_out: np.ndarray, label: str,
                eps: float | None) -> tuple[list[Row], np.ndarray, dict]:
     """Rows of one layer checked in isolation with upstream ``grad_out``.
 
-    Returns the rows, the numeric per-row Jacobian ``(B, m, n)`` and, for each parameter,
-    ``(entries, numeric contraction with extra_upstream)`` when that is given.
+    Returns the rows, the numeric per-row Jacobian ``(B, m, n)`` and, when
+    ``extra_upstream`` is given, for each parameter ``(entries, positions, numeric
+    contraction with extra_upstream)``, e.g. the numeric ``∂L/∂θ`` of a whole network.
     """
     y = as_float64(f"{label} output", layer.forward(x))
     grad_in = as_float64(f"{label} backward", layer.backward(grad_out))
@@ -164,7 +167,7 @@ def layer_rows(layer: object, x: np.ndarray, grad_out: np.ndarray, label: str,
     rows = [Row(f"{label} input gradient", grad_in,
                 np.einsum("bi,bij->bj", grad_out, jacobian), atol, rtol, index,
                 probe=probe(lambda t: float(np.sum(grad_out * layer.forward(x + t * direction))),
-                             np.sum(grad_in * direction)))]
+                            np.sum(grad_in * direction)))]
     if not rows[0].passed:
         claimed = claimed_jacobian(layer, x, y.shape[1])
         rows[0].diagnosis = diagnose_jacobian(claimed, jacobian, x, y)
@@ -183,8 +186,8 @@ def layer_rows(layer: object, x: np.ndarray, grad_out: np.ndarray, label: str,
         param_direction = random_direction(rng, param.shape)
         row = Row(f"{label} ∂/∂{name}", shaped(claimed), shaped(numeric[0]), atol, rtol, index,
                   positions, probe=probe(_parameter_scalar(layer, x, name, grad_out,
-                                                            param_direction),
-                                          np.sum(grads[name] * param_direction)))
+                                                           param_direction),
+                                         np.sum(grads[name] * param_direction)))
         if not row.passed:
             row.diagnosis = diagnose_gradient(row.analytic, row.numeric)
         rows.append(row)
