@@ -96,7 +96,11 @@ def softmax_vjp(a: np.ndarray, g: np.ndarray) -> np.ndarray:
     """
     a = np.asarray(a)
     g = np.asarray(g)
-    return a * (g - np.sum(g * a, axis=-1, keepdims=True))
+    # ⟨g, a⟩ per row as a batch of (1, C) @ (C, 1) products: BLAS, no (..., C) temporary.
+    row_dot = (g[..., None, :] @ a[..., :, None])[..., 0]
+    grad = g - row_dot
+    grad *= a
+    return grad
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
