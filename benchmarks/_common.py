@@ -71,14 +71,21 @@ def progress_bars_drawn() -> Iterator[None]:
         sys.stderr = saved
 
 
-def interleaved(systems: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+def interleaved(systems: dict[str, Callable[[], float]], rounds: int,
+                settle: float = 0.2) -> dict[str, list[float]]:
     """Call every system once per round, the order rotating each round; each call returns the
-    seconds it measured (see ``once`` and ``per_call``). Returns the seconds by system."""
+    seconds it measured (see ``once`` and ``per_call``). Returns the seconds by system.
+
+    Before each call the process sleeps ``settle`` seconds: OpenBLAS and OpenMP worker threads
+    spin for a while after their last job, and on 2 cores the spinning pool of the previous
+    system (NumPy's OpenBLAS, PyTorch's OpenMP) would otherwise starve the next one's.
+    """
     names = list(systems)
     seconds: dict[str, list[float]] = {name: [] for name in names}
     for round_index in range(rounds):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
+            time.sleep(settle)
             seconds[name].append(systems[name]())
     return seconds
 
