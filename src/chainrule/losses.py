@@ -321,6 +321,9 @@ class MSELoss(Loss):
 
 def _looks_like_probabilities(values: np.ndarray) -> bool:
     """All in [0, 1] with rows summing to 1: a softmax output, not logits."""
-    if values.shape[1] < 2 or values.min() < 0 or values.max() > 1:
+    first_row = values[0]  # real logits fail here already: no full pass over the batch
+    if values.shape[1] < 2 or first_row.min() < 0 or first_row.max() > 1:
+        return False
+    if values.min() < 0 or values.max() > 1:
         return False
     return bool(np.allclose(values.sum(axis=1), 1, atol=1e-3))
