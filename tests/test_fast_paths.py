@@ -126,7 +126,7 @@ def test_hard_label_loss_path_errors(rng):
 def test_flat_and_per_parameter_updates_agree(make, rng):
     models = [cr.mlp(5, [7], 3, seed=0) for _ in range(2)]
     flat, per_parameter = make(), make()
-    per_parameter.FLAT_LIMIT = 0
+    per_parameter._FLAT_LIMIT = 0
     for _ in range(4):
         x, grad_out = rng.normal(size=(8, 5)), rng.normal(size=(8, 3))
         for model, optimizer in zip(models, (flat, per_parameter), strict=True):

@@ -22,7 +22,7 @@ class Optimizer:
     # Up to this many parameters in all (of one dtype), the rule runs once on all of them as
     # one flat vector instead of once per parameter: its dozen ufunc calls per parameter are
     # most of a small network's step. ``state`` then holds views of the flat arrays.
-    FLAT_LIMIT = 1 << 16
+    _FLAT_LIMIT = 1 << 16
 
     def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
         if not lr > 0:
@@ -43,7 +43,7 @@ class Optimizer:
         entries = list(model.named_parameters())
         layout = [(key, param.shape, param.dtype) for key, param, _ in entries]
         if (entries and len({dtype for _, _, dtype in layout}) == 1
-                and sum(param.size for _, param, _ in entries) <= self.FLAT_LIMIT):
+                and sum(param.size for _, param, _ in entries) <= self._FLAT_LIMIT):
             self._step_flat(entries, layout)
             return
         for key, param, grad in entries:
@@ -54,7 +54,7 @@ class Optimizer:
             param -= self._direction(self._decayed(grad, param, state["scratch"]), state)
 
     def _step_flat(self, entries: list, layout: list) -> None:
-        """``step`` on the concatenation of all parameters (see ``FLAT_LIMIT``)."""
+        """``step`` on the concatenation of all parameters (see ``_FLAT_LIMIT``)."""
         if self._flat is None or self._flat["layout"] != layout:
             self._flat = self._new_flat_state(layout)
         flat = self._flat
