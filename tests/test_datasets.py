@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chainrule.datasets import DATASET_NAMES, load
+from chainrule.datasets import DATASET_NAMES, load, load_inputs
 
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
@@ -217,6 +217,71 @@ def test_csv_ragged_row(tmp_path):
     path.write_text("1,2,0\n3,1\n")
     with pytest.raises(ValueError, match="line 2 has 2 columns, expected 3"):
         load(path)
+
+
+# --- inputs to predict on: load_inputs -------------------------------------------------------
+
+
+def test_load_inputs_npz_and_csv(tmp_path):
+    X = np.arange(12.0).reshape(4, 3)
+    np.savez(tmp_path / "with_x.npz", X=X, y=np.arange(4))
+    np.savez(tmp_path / "single.npz", inputs=X)
+    (tmp_path / "header.csv").write_text("a,b,c,label\n0,1,2,x\n3,4,5,y\n")
+    (tmp_path / "plain.csv").write_text("0,1,2\n3,4,5\n\n6,7,8\n")
+    np.testing.assert_array_equal(load_inputs(tmp_path / "with_x.npz", 3), X)
+    np.testing.assert_array_equal(load_inputs(tmp_path / "single.npz", 3), X)
+    np.testing.assert_array_equal(load_inputs(tmp_path / "header.csv", 3), X[:2])
+    np.testing.assert_array_equal(load_inputs(tmp_path / "plain.csv", 3), X[:3])
+    np.testing.assert_array_equal(load_inputs(tmp_path / "plain.csv", None), X[:3])
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("wide.csv", "0,1,2,3,4\n", "takes 3 features; expected rows of 3 .or 4 with a label"),
+        ("text.csv", "0,1,2\n3,x,5\n", r"text\.csv: line 2, column 2: 'x' is not a number"),
+        ("empty.csv", "\n", "the file holds no rows"),
+        ("nan.csv", "0,1,2\n3,nan,5\n", r"line 2, column 2: 'nan' is not a finite number"),
+        ("inputs.txt", "0,1,2\n", "expected a .npz or .csv"),
+    ],
+)
+def test_load_inputs_errors(tmp_path, name, content, message):
+    (tmp_path / name).write_text(content)
+    with pytest.raises(ValueError, match=message):
+        load_inputs(tmp_path / name, 3)
+
+
+def test_load_inputs_npz_errors(tmp_path):
+    np.savez(tmp_path / "two.npz", a=np.zeros((2, 3)), b=np.zeros((2, 3)))
+    np.savez(tmp_path / "narrow.npz", X=np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="expected an array 'X'"):
+        load_inputs(tmp_path / "two.npz", 3)
+    with pytest.raises(ValueError, match=r"expected inputs of shape \(N, 3\), got \(2, 2\)"):
+        load_inputs(tmp_path / "narrow.npz", 3)
+
+
+def test_load_inputs_errors_name_the_header_column_and_the_line(tmp_path):
+    path = tmp_path / "inputs.csv"
+    path.write_text("a,b,label\n1,2,x\n3,oops,y\n")
+    with pytest.raises(ValueError, match=r"inputs\.csv: line 3, column 2 \('b'\): 'oops' is not"):
+        load_inputs(path, 2)
+    path.write_text("1,2\n3,4,5\n")
+    with pytest.raises(ValueError, match="line 2 has 3 columns, expected 2"):
+        load_inputs(path)
+    # A first row holding a number is data, not a header: its bad cell is reported, not dropped.
+    path.write_text("1,x\n3,4\n")
+    with pytest.raises(ValueError, match=r"line 1, column 2: 'x' is not a number"):
+        load_inputs(path, 2)
+
+
+def test_load_inputs_npz_refuses_nan_and_object_arrays(tmp_path):
+    path = tmp_path / "inputs.npz"
+    np.savez(path, X=np.array([[1.0, 2.0], [np.inf, 4.0]]))
+    with pytest.raises(ValueError, match=r"inputs\.npz: X holds inf at row 1, column 0"):
+        load_inputs(path, 2)
+    np.savez(path, X=np.array([[1.0, None]], dtype=object))
+    with pytest.raises(ValueError, match=r"inputs\.npz: cannot load without pickle"):
+        load_inputs(path, 2)
 
 
 # --- MNIST IDX ------------------------------------------------------------------------------

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import pickle
@@ -20,49 +18,20 @@ from chainrule import (
     SGD,
     Dense,
     Layer,
-    LogSoftmax,
-    ReLU,
     Scaler,
     Sequential,
-    Sigmoid,
-    Softmax,
     SoftmaxCrossEntropy,
-    Tanh,
-    fit,
     mlp,
     serialization,
 )
 from chainrule.cli import main
-from chainrule.datasets import load as load_dataset
-from chainrule.functional import log_softmax, softmax
-
-OUTPUTS = {"logits": None, "softmax": Softmax, "log_softmax": LogSoftmax}
-
-
-def every_layer_model(output: type[Layer] | None = None, dtype=np.float64) -> Sequential:
-    """Dense → Sigmoid → Dense → Tanh → Dense → ReLU → Dense [→ output]: every savable layer."""
-    layers: list[Layer] = [Dense(4, 6, seed=1, dtype=dtype), Sigmoid(),
-                           Dense(6, 5, seed=2, dtype=dtype), Tanh(),
-                           Dense(5, 4, seed=3, dtype=dtype), ReLU(),
-                           Dense(4, 3, seed=4, dtype=dtype)]
-    if output is not None:
-        layers.append(output())
-    model = Sequential(layers)
-    rng = np.random.default_rng(5)
-    for _, param, _ in model.named_parameters():
-        param[...] = rng.normal(size=param.shape)  # nonzero biases too
-    return model
+from chainrule.functional import softmax
+from model_examples import OUTPUTS, every_layer_model, train_iris_model
 
 
 @pytest.fixture(scope="module")
 def iris_model() -> tuple[Sequential, np.ndarray, np.ndarray]:
-    """A model trained on RAW iris with standard scaling and string class labels."""
-    X, y = load_dataset("iris")
-    names = np.array(["setosa", "versicolor", "virginica"])[y]
-    model = mlp(4, [8], 3, activation="tanh", seed=0)
-    fit(model, SoftmaxCrossEntropy(), SGD(0.1, momentum=0.9), X, names, epochs=15,
-        progress=False, seed=0, scaling="standard")
-    return model, X, names
+    return train_iris_model()
 
 
 def rewrite(path: Path, tensors=None, metadata=None) -> None:
@@ -371,105 +340,7 @@ def test_successful_save_replaces_and_keeps_permissions(tmp_path: Path) -> None:
     assert [entry.name for entry in tmp_path.iterdir()] == ["model.safetensors"]
 
 
-# --- evaluating and predicting from files ----------------------------------------------------
-
-def test_evaluate_model_matches_hand_computed_numbers(iris_model) -> None:
-    model, X, names = iris_model
-    loss, accuracy = serialization.evaluate_model(model, X, names)
-    indices = np.searchsorted(model.classes, names)
-    log_probs = log_softmax(model.forward(model.preprocessing.transform(X)))
-    assert loss == pytest.approx(-np.mean(log_probs[np.arange(len(X)), indices]), rel=1e-12)
-    assert accuracy == np.mean(model.predict(X) == names)
-
-
-@pytest.mark.parametrize("output", ["softmax", "log_softmax"])
-def test_evaluate_model_loss_does_not_depend_on_the_output_layer(output: str) -> None:
-    logits_model = every_layer_model()
-    model = every_layer_model(OUTPUTS[output])
-    x, labels = np.random.default_rng(4).normal(size=(9, 4)), np.arange(9) % 3
-    expected = serialization.evaluate_model(logits_model, x, labels)
-    assert serialization.evaluate_model(model, x, labels) == pytest.approx(expected, rel=1e-12)
-
-
-def test_evaluate_model_unknown_label(iris_model) -> None:
-    model, X, _ = iris_model
-    with pytest.raises(ValueError, match="label 'rose' is not one of the model's classes"):
-        serialization.evaluate_model(model, X[:2], np.array(["setosa", "rose"]))
-    with pytest.raises(ValueError, match="one label per input row"):
-        serialization.evaluate_model(model, X[:2], np.array(["setosa"]))
-
-
-def test_read_inputs_npz_and_csv(tmp_path: Path) -> None:
-    X = np.arange(12.0).reshape(4, 3)
-    np.savez(tmp_path / "with_x.npz", X=X, y=np.arange(4))
-    np.savez(tmp_path / "single.npz", inputs=X)
-    (tmp_path / "header.csv").write_text("a,b,c,label\n0,1,2,x\n3,4,5,y\n")
-    (tmp_path / "plain.csv").write_text("0,1,2\n3,4,5\n\n6,7,8\n")
-    np.testing.assert_array_equal(serialization.read_inputs(tmp_path / "with_x.npz", 3), X)
-    np.testing.assert_array_equal(serialization.read_inputs(tmp_path / "single.npz", 3), X)
-    np.testing.assert_array_equal(serialization.read_inputs(tmp_path / "header.csv", 3), X[:2])
-    np.testing.assert_array_equal(serialization.read_inputs(tmp_path / "plain.csv", 3), X[:3])
-    np.testing.assert_array_equal(serialization.read_inputs(tmp_path / "plain.csv", None), X[:3])
-
-
-@pytest.mark.parametrize(("name", "content", "message"), [
-    ("wide.csv", "0,1,2,3,4\n", "takes 3 features; expected rows of 3 .or 4 with a label"),
-    ("text.csv", "0,1,2\n3,x,5\n", "every feature cell must be a number"),
-    ("empty.csv", "\n", "no data rows"),
-    ("nan.csv", "0,1,2\n3,nan,5\n", r"input \[1, 1\] is nan"),
-    ("inputs.txt", "0,1,2\n", "expected a .npz or .csv"),
-])
-def test_read_inputs_errors(tmp_path: Path, name: str, content: str, message: str) -> None:
-    (tmp_path / name).write_text(content)
-    with pytest.raises(ValueError, match=message):
-        serialization.read_inputs(tmp_path / name, 3)
-
-
-def test_read_inputs_npz_errors(tmp_path: Path) -> None:
-    np.savez(tmp_path / "two.npz", a=np.zeros((2, 3)), b=np.zeros((2, 3)))
-    np.savez(tmp_path / "narrow.npz", X=np.zeros((2, 2)))
-    with pytest.raises(ValueError, match="expected an array 'X'"):
-        serialization.read_inputs(tmp_path / "two.npz", 3)
-    with pytest.raises(ValueError, match=r"expected inputs of shape \(N, 3\), got \(2, 2\)"):
-        serialization.read_inputs(tmp_path / "narrow.npz", 3)
-
-
-def test_predictions_csv(iris_model) -> None:
-    model, X, _ = iris_model
-    rows = list(csv.reader(io.StringIO(serialization.predictions_csv(model, X[::50]))))
-    assert rows[0] == ["label", "proba_setosa", "proba_versicolor", "proba_virginica"]
-    assert [row[0] for row in rows[1:]] == model.predict(X[::50]).tolist()
-    np.testing.assert_array_equal(np.array([row[1:] for row in rows[1:]], dtype=float),
-                                  model.predict_proba(X[::50]))
-
-
 # --- command line ----------------------------------------------------------------------------
-
-def test_cli_train_out_then_evaluate_and_predict(tmp_path: Path, capsys) -> None:
-    model_path = tmp_path / "iris.safetensors"
-    assert main(["train", "--data", "iris", "--epochs", "5", "--quiet",
-                 "--out", str(model_path)]) == 0
-    model = chainrule.load(model_path)
-    assert model.preprocessing.kind == "standard"
-    np.testing.assert_array_equal(model.classes, [0, 1, 2])
-    capsys.readouterr()
-
-    X, y = load_dataset("iris")
-    assert main(["evaluate", str(model_path), "--data", "iris"]) == 0
-    loss, accuracy = serialization.evaluate_model(model, X, y)
-    assert capsys.readouterr().out == (f"accuracy: {accuracy:.4f}  loss: {loss:.4f}  "
-                                       "(150 samples)\n")
-
-    np.savez(tmp_path / "inputs.npz", X=X[::10])
-    assert main(["predict", str(model_path), str(tmp_path / "inputs.npz")]) == 0
-    printed = capsys.readouterr().out.split()
-    assert printed == [str(label) for label in model.predict(X[::10])]
-
-    out = tmp_path / "predictions.csv"
-    assert main(["predict", str(model_path), str(tmp_path / "inputs.npz"),
-                 "--out", str(out)]) == 0
-    assert out.read_text() == serialization.predictions_csv(model, X[::10])
-
 
 def test_cli_errors_exit_2_with_the_reason(tmp_path: Path, capsys) -> None:
     pickled = tmp_path / "model.pkl"

@@ -20,6 +20,7 @@ from chainrule import (
     explain,
     export,
     gradcheck,
+    inference,
     plots,
     serialization,
 )
@@ -122,7 +123,7 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     model = serialization.load(args.model)
     X, y = datasets.load(args.data)
-    loss, accuracy = serialization.evaluate_model(model, X, y)
+    loss, accuracy = inference.evaluate_model(model, X, y)
     print(f"accuracy: {accuracy:.4f}  loss: {loss:.4f}  ({len(y)} samples)")
     return 0
 
@@ -144,10 +145,10 @@ def _add_predict(subparsers: argparse._SubParsersAction) -> None:
 
 def _predict(args: argparse.Namespace) -> int:
     model = serialization.load(args.model)
-    X = serialization.read_inputs(args.inputs, model.input_width)
+    X = datasets.load_inputs(args.inputs, model.input_width)
     if args.out:
         serialization.write_bytes_atomically(
-            args.out, serialization.predictions_csv(model, X).encode())
+            args.out, inference.predictions_csv(model, X).encode())
         print(f"wrote {len(X)} predictions to {args.out}", file=sys.stderr)
     else:
         print("\n".join(str(label) for label in model.predict(X).tolist()))

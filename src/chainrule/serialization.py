@@ -22,8 +22,6 @@ Sequential([
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import os
 import stat
@@ -36,18 +34,13 @@ import safetensors
 import safetensors.numpy
 
 from chainrule.layers import Dense, Layer, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
-from chainrule.losses import CrossEntropy, Loss, NLLLoss, SoftmaxCrossEntropy
 from chainrule.network import Sequential
 from chainrule.preprocessing import Scaler
-from chainrule.training import evaluate
 
 __all__ = [
     "FORMAT_VERSION",
     "SAVABLE_LAYERS",
-    "evaluate_model",
     "load",
-    "predictions_csv",
-    "read_inputs",
     "save",
     "write_bytes_atomically",
 ]
@@ -129,100 +122,6 @@ def write_bytes_atomically(path: str | os.PathLike, data: bytes) -> None:
             os.fsync(directory_descriptor)
         finally:
             os.close(directory_descriptor)
-
-
-def read_inputs(path: str | os.PathLike, n_features: int | None) -> np.ndarray:
-    """Raw inputs ``(N, n_features)`` float64 from a ``.npz`` or ``.csv`` file, for predicting.
-
-    ``.npz``: the array ``X`` (or the only array). ``.csv``: ``n_features`` columns, or one
-    more whose last column (a label, as in training files) is ignored; the first row is a
-    header when it is not all numbers. ``n_features=None`` accepts any width.
-    """
-    path = Path(path)
-    if path.suffix.lower() == ".npz":
-        with np.load(path, allow_pickle=False) as archive:
-            names = archive.files
-            if "X" not in names and len(names) != 1:
-                raise ValueError(f"{path}: expected an array 'X' (or a single array), "
-                                 f"found {', '.join(names) or 'none'}")
-            inputs = archive["X" if "X" in names else names[0]]
-        if inputs.dtype.kind not in "biuf":
-            raise ValueError(f"{path}: inputs must be numeric, got dtype {inputs.dtype}")
-    elif path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8-sig") as file:
-            rows = [row for row in csv.reader(file) if any(cell.strip() for cell in row)]
-        if rows and not all(map(_is_number, rows[0][:n_features])):
-            rows = rows[1:]  # a header
-        if not rows:
-            raise ValueError(f"{path}: the file holds no data rows")
-        width = len(rows[0])
-        n_features = width if n_features is None else n_features
-        if width not in (n_features, n_features + 1):
-            raise ValueError(f"{path}: the model takes {n_features} features; expected rows of "
-                             f"{n_features} (or {n_features + 1} with a label) columns, "
-                             f"got {width}")
-        try:
-            inputs = np.array([row[:n_features] for row in rows], dtype=np.float64)
-        except ValueError as error:
-            raise ValueError(f"{path}: every feature cell must be a number "
-                             f"(rows of equal length): {error}") from None
-    else:
-        raise ValueError(f"{path}: expected a .npz or .csv file of inputs")
-    if inputs.ndim != 2 or len(inputs) == 0 or inputs.shape[1] != (n_features or inputs.shape[1]):
-        raise ValueError(f"{path}: expected inputs of shape (N, {n_features or 'features'}), "
-                         f"got {inputs.shape}")
-    if not np.all(np.isfinite(inputs)):
-        row, column = np.argwhere(~np.isfinite(inputs))[0]
-        raise ValueError(f"{path}: input [{row}, {column}] is {inputs[row, column]}, "
-                         "not a finite number")
-    return inputs.astype(np.float64, copy=False)
-
-
-def evaluate_model(model: Sequential, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """``(mean cross-entropy, accuracy)`` of ``model`` on RAW inputs ``X`` ``(N, D)``.
-
-    Labels ``y`` ``(N,)`` are values of ``model.classes`` (class indices when it has none).
-    The loss follows the output layer: ``SoftmaxCrossEntropy`` on logits, ``NLLLoss`` after
-    ``LogSoftmax``, ``CrossEntropy`` after ``Softmax`` — the same number in each case.
-    """
-    y = np.asarray(y)
-    if y.ndim != 1 or len(y) != len(X):
-        raise ValueError(f"evaluate: need one label per input row, got {len(X)} rows and "
-                         f"labels of shape {y.shape}")
-    n_classes = model.output_width(np.shape(X)[1])
-    classes = np.arange(n_classes) if model.classes is None else model.classes
-    index_of = {label: index for index, label in enumerate(classes.tolist())}
-    unknown = [label for label in y.tolist() if label not in index_of]
-    if unknown:
-        raise ValueError(f"evaluate: label {unknown[0]!r} is not one of the model's classes "
-                         f"{classes.tolist()[:10]}")
-    indices = np.array([index_of[label] for label in y.tolist()], dtype=np.int64)
-    last = model.layers[-1]
-    loss: Loss = (CrossEntropy() if isinstance(last, Softmax) else
-                  NLLLoss() if isinstance(last, LogSoftmax) else SoftmaxCrossEntropy())
-    return evaluate(model, loss, model.prepare(X), indices)
-
-
-def predictions_csv(model: Sequential, X: np.ndarray) -> str:
-    """CSV text: a header ``label,proba_<class>...``, then per RAW input row its predicted
-    label and the probability of each class."""
-    probabilities = model.predict_proba(X)
-    labels = model.predict(X)
-    classes = range(probabilities.shape[1]) if model.classes is None else model.classes
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["label", *(f"proba_{label}" for label in classes)])
-    for label, row in zip(labels.tolist(), probabilities.tolist(), strict=True):
-        writer.writerow([label, *(repr(p) for p in row)])
-    return text.getvalue()
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
 
 
 def _write_payload(file: IO[bytes], data: bytes) -> None:
