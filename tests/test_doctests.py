@@ -1,0 +1,19 @@
+"""Every example in the package's docstrings runs and prints what it shows."""
+
+import doctest
+import importlib
+import pkgutil
+
+import pytest
+
+import chainrule
+
+MODULES = sorted(info.name for info in pkgutil.iter_modules(chainrule.__path__, "chainrule.")
+                 if info.name != "chainrule.__main__")
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0, f"{result.failed} of {result.attempted} examples failed in {name}"
