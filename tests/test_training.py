@@ -9,6 +9,7 @@ import pytest
 import chainrule as cr
 from chainrule import experiment
 from chainrule.cli import main
+from chainrule.training import class_indices
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +144,13 @@ def test_python_dash_m_works():
     result = subprocess.run([sys.executable, "-m", "chainrule", "train", "--help"],
                             capture_output=True, text=True, check=True)
     assert "--hidden" in result.stdout and "--batch-size" in result.stdout
+
+
+def test_class_indices_any_order_and_unknown_labels():
+    classes = np.array(["dog", "cat", "emu"], dtype=object)  # as recorded: not sorted
+    np.testing.assert_array_equal(
+        class_indices(classes, np.array(["emu", "dog", "cat", "dog"])), [2, 0, 1, 0])
+    with pytest.raises(ValueError, match=r"label 'owl' is not one of the classes \['dog'"):
+        class_indices(classes, np.array(["cat", "owl"]))
+    with pytest.raises(ValueError, match="label 3 is not one of the model's classes"):
+        class_indices(classes, np.array([3]), "the model's classes")  # ints against strings

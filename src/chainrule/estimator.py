@@ -23,7 +23,7 @@ from chainrule.losses import SoftmaxCrossEntropy
 from chainrule.network import ACTIVATIONS, mlp
 from chainrule.optimizers import SGD, Adam, Optimizer
 from chainrule.preprocessing import SCALINGS
-from chainrule.training import fit
+from chainrule.training import class_indices, fit
 
 __all__ = ["MLPClassifier"]
 
@@ -285,11 +285,8 @@ def _sorted_classes(labels: np.ndarray) -> np.ndarray:
 
 
 def _label_indices(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Positions of the labels ``y`` in the sorted ``classes``; any other label is an error."""
-    indices = np.clip(np.searchsorted(classes, y), 0, len(classes) - 1)
-    unknown = classes[indices] != y
-    if np.any(unknown):
-        label = y[np.argmax(unknown):][:1].tolist()[0]
-        raise ValueError(f"MLPClassifier: label {label!r} is not one of the classes "
-                         f"{classes.tolist()}")
-    return indices
+    """Positions of the labels ``y`` in ``classes``; any other label is an error."""
+    try:
+        return class_indices(classes, y)
+    except ValueError as error:
+        raise ValueError(f"MLPClassifier: {error}") from None

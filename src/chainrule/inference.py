@@ -15,7 +15,7 @@ import numpy as np
 from chainrule.layers import LogSoftmax, Softmax
 from chainrule.losses import CrossEntropy, Loss, NLLLoss, SoftmaxCrossEntropy
 from chainrule.network import Sequential
-from chainrule.training import evaluate
+from chainrule.training import class_indices, evaluate
 
 __all__ = ["evaluate_model", "predictions_csv"]
 
@@ -33,12 +33,7 @@ def evaluate_model(model: Sequential, X: np.ndarray, y: np.ndarray) -> tuple[flo
                          f"labels of shape {y.shape}")
     n_classes = model.output_width(np.shape(X)[1])
     classes = np.arange(n_classes) if model.classes is None else model.classes
-    index_of = {label: index for index, label in enumerate(classes.tolist())}
-    unknown = [label for label in y.tolist() if label not in index_of]
-    if unknown:
-        raise ValueError(f"evaluate: label {unknown[0]!r} is not one of the model's classes "
-                         f"{classes.tolist()[:10]}")
-    indices = np.array([index_of[label] for label in y.tolist()], dtype=np.int64)
+    indices = class_indices(classes, y, "the model's classes")
     last = model.layers[-1]
     loss: Loss = (CrossEntropy() if isinstance(last, Softmax) else
                   NLLLoss() if isinstance(last, LogSoftmax) else SoftmaxCrossEntropy())

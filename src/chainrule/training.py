@@ -15,7 +15,7 @@ from chainrule.network import Sequential
 from chainrule.optimizers import Optimizer
 from chainrule.preprocessing import Scaler
 
-__all__ = ["History", "encode_labels", "evaluate", "fit"]
+__all__ = ["History", "class_indices", "encode_labels", "evaluate", "fit"]
 
 
 @dataclass
@@ -117,7 +117,7 @@ def fit(
         X_val = model.prepare(validation_data[0])
         y_val = np.asarray(validation_data[1])
         if classes:
-            y_val = _class_indices(model.classes, y_val)
+            y_val = class_indices(model.classes, y_val, "the classes seen in training:")
         validation = (X_val, y_val)
 
     history = History()
@@ -197,14 +197,26 @@ def evaluate(model: Sequential, loss: Loss, X: np.ndarray, y: np.ndarray,
     return total_loss / len(X), correct / len(X)
 
 
-def _class_indices(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Indices of labels ``y`` in the recorded ``classes``; unknown labels are an error."""
-    indices = np.clip(np.searchsorted(classes, y), 0, len(classes) - 1)
-    unknown = classes[indices] != y
+def class_indices(classes: np.ndarray, y: np.ndarray,
+                  describe: str = "the classes") -> np.ndarray:
+    """Positions of the labels ``y`` in ``classes`` (any order); an unknown label is an error
+    ``"label 'owl' is not one of <describe> [...]"``.
+
+    >>> class_indices(np.array(["dog", "cat"]), np.array(["cat", "cat", "dog"]))
+    array([1, 1, 0])
+    """
+    classes, y = np.asarray(classes), np.asarray(y)
+    order = np.argsort(classes, kind="stable")
+    try:
+        positions = np.clip(np.searchsorted(classes, y, sorter=order), 0, len(classes) - 1)
+        indices = order[positions]
+        unknown = classes[indices] != y
+    except TypeError:  # labels that do not compare with the classes (ints against strings)
+        known = set(classes.tolist())
+        unknown = np.array([label not in known for label in y.tolist()])
     if np.any(unknown):
         label = y[np.flatnonzero(unknown)[0]].item()
-        raise ValueError(f"label {label!r} is not one of the classes seen in training: "
-                         f"{classes[:10]}")
+        raise ValueError(f"label {label!r} is not one of {describe} {classes.tolist()[:10]}")
     return indices.astype(np.int64)
 
 
