@@ -17,6 +17,7 @@ from chainrule.layers import Dense, Layer, LogSoftmax, ReLU, Sigmoid, Softmax, T
 from chainrule.losses import CrossEntropy, Loss, MSELoss, NLLLoss, SoftmaxCrossEntropy
 from chainrule.network import Sequential, mlp
 from chainrule.preprocessing import Scaler
+from chainrule.training import class_indices
 
 __all__ = ["dataset_example", "digits_example", "explain_backprop",
            "explain_softmax_cross_entropy", "loss_for"]
@@ -344,9 +345,6 @@ def dataset_example(model: Sequential, data: str = "digits", sample: int = 0) ->
         raise ValueError(f"sample must be in 0..{len(inputs) - 1}, got {sample}")
     label = labels[sample]
     if model.classes is not None:
-        matches = np.flatnonzero(model.classes == label)
-        if not len(matches):
-            raise ValueError(f"label {label!r} of sample {sample} is not one of the model's "
-                             f"classes {model.classes[:10]}")
-        label = matches[0]
+        label = class_indices(model.classes, labels[sample:sample + 1],
+                              f"the model's classes (sample {sample}):")[0]
     return model.prepare(inputs[sample:sample + 1])[0], int(label)
