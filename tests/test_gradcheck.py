@@ -524,13 +524,23 @@ def test_softmax_layer_bug_in_a_network_points_at_the_jacobian_entry(batch):
     assert "FAILED: layer 3 (SoftmaxAtLogits) input gradient" in text
 
 
-def test_gradcheck_leaves_the_model_untouched(batch):
-    model = mlp(6, [5], 4, activation="tanh", seed=0, dtype=np.float32)
-    weights = model.get_weights()
-    assert gradcheck.gradcheck(model, SoftmaxCrossEntropy(), *batch).passed
+@pytest.mark.parametrize("fast", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gradcheck_leaves_the_model_untouched(batch, dtype, fast):
+    model = mlp(6, [5], 4, activation="tanh", seed=0, dtype=dtype)
+    loss = SoftmaxCrossEntropy()
+    loss.forward(model.forward(batch[0].astype(dtype)), batch[1])
+    model.backward(loss.backward())
+    weights, grads = model.get_weights(), {key: g.copy() for key, g in model.grads.items()}
+    live = dict(model.params)
+    cached = [vars(layer).copy() for layer in model.layers]
+    assert gradcheck.gradcheck(model, SoftmaxCrossEntropy(), *batch, fast=fast).passed
     for key, value in model.get_weights().items():
         np.testing.assert_array_equal(value, weights[key])
-        assert value.dtype == np.float32
+        np.testing.assert_array_equal(model.grads[key], grads[key])
+        assert value.dtype == dtype and model.params[key] is live[key]
+    for layer, before in zip(model.layers, cached, strict=True):
+        assert all(vars(layer)[name] is value for name, value in before.items())
 
 
 def test_fast_and_sampled_checks(batch):

@@ -182,6 +182,18 @@ def test_warns_when_softmax_is_applied_twice():
         cr.SoftmaxCrossEntropy().forward(np.array([[2.0, -1.0]]), np.array([0]))
 
 
+@given(classes=st.integers(2, 5000), shape=st.sampled_from(["one-hot", "uniform", "random"]),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
+def test_warns_for_every_kind_of_probability_row(classes, shape, dtype, seed):
+    """The cheap Σ exp(z) window that gates the full test admits every probability row."""
+    rng = np.random.default_rng(seed)
+    rows = {"one-hot": np.eye(classes)[rng.integers(0, classes, 3)],
+            "uniform": np.full((3, classes), 1 / classes),
+            "random": rng.dirichlet(np.full(classes, 0.3), size=3)}[shape].astype(dtype)
+    with pytest.warns(UserWarning, match="softmax applied twice"):
+        cr.SoftmaxCrossEntropy().forward(rows, rng.integers(0, classes, 3))
+
+
 def test_option_validation():
     with pytest.raises(ValueError, match="reduction must be 'mean' or 'sum'"):
         cr.SoftmaxCrossEntropy(reduction="none")

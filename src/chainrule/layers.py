@@ -14,6 +14,8 @@ The layer protocol (anything following it can be put in a ``Sequential`` and che
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from chainrule.errors import NonFiniteError
@@ -159,7 +161,7 @@ class Dense(Layer):
 
     def _check_finite(self, x: np.ndarray) -> np.ndarray:
         # One reduction detects NaN/Inf cheaply; the exact search runs only when it fires.
-        if not np.isfinite(np.add.reduce(x, axis=None)):
+        if not math.isfinite(np.add.reduce(x, axis=None)):
             bad = np.argwhere(~np.isfinite(x))
             if len(bad):
                 row, col = bad[0]

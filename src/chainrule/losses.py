@@ -8,6 +8,7 @@ effective target matrix ``T`` and one normaliser ``N`` (see ``_effective_targets
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -78,19 +79,24 @@ class _ClassificationLoss(Loss):
         self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing
 
-    def _labels(self, target: np.ndarray, n_samples: int, n_classes: int) -> np.ndarray:
-        """Validate integer labels ``(B,)``: each in ``[0, C)`` or equal to ``ignore_index``."""
+    def _labels(self, target: np.ndarray, n_samples: int,
+                n_classes: int) -> tuple[np.ndarray, bool]:
+        """Validate integer labels ``(B,)``: each in ``[0, C)`` or equal to ``ignore_index``.
+
+        Returns the labels and whether all of them are in ``[0, C)``.
+        """
         if len(target) != n_samples:
             raise ValueError(f"{self!r}: {len(target)} labels for a batch of {n_samples}")
-        if not np.issubdtype(target.dtype, np.integer):
+        if target.dtype.kind not in "iu":
             integral = np.issubdtype(target.dtype, np.floating) and np.all(
                 np.isfinite(target) & (target == np.round(target)))
             if not integral:
                 raise ValueError(f"{self!r}: labels must be integers 0..{n_classes - 1}, got "
                                  f"dtype {target.dtype} (first value {target[0]!r})")
             target = target.astype(np.int64)
-        if 0 <= target.min() and target.max() < n_classes:  # the common case, in two reductions
-            return target
+        # the common case, in two reductions
+        if 0 <= np.minimum.reduce(target) and np.maximum.reduce(target) < n_classes:
+            return target, True
         bad = (target != self.ignore_index) & ((target < 0) | (target >= n_classes))
         if bad.any():
             index = int(np.flatnonzero(bad)[0])
@@ -98,7 +104,7 @@ class _ClassificationLoss(Loss):
                 f"{self!r}: label {int(target[index])} at index {index} is out of range for "
                 f"{n_classes} classes (expected 0..{n_classes - 1} or "
                 f"ignore_index={self.ignore_index})")
-        return target
+        return target, False
 
     def _soft_targets(self, target: np.ndarray, shape: tuple) -> np.ndarray:
         """Validate probability rows ``(B, C)``: finite, non-negative, each summing to 1."""
@@ -129,7 +135,7 @@ class _ClassificationLoss(Loss):
             raise ValueError(f"{self!r}: weight has {len(weight)} entries for {n_classes} classes")
         smoothing = self.label_smoothing
         if target.ndim == 1:
-            labels = self._labels(target, n_samples, n_classes)
+            labels, _ = self._labels(target, n_samples, n_classes)
             kept = labels != self.ignore_index
             effective = np.zeros(shape)
             effective[kept] = smoothing / n_classes
@@ -178,8 +184,9 @@ class SoftmaxCrossEntropy(_ClassificationLoss):
     def forward(self, output: np.ndarray, target: np.ndarray) -> float:
         logits = self._check_output(output)
         target = np.asarray(target)
-        if self._is_plain_labels(target):
-            return self._forward_labels(logits, self._labels(target, *logits.shape))
+        labels = self._plain_labels(target, logits.shape)
+        if labels is not None:
+            return self._forward_labels(logits, labels)
         logits = self._check_logits(logits)
         log_probs = log_softmax(logits)
         probs = np.exp(log_probs)
@@ -200,13 +207,21 @@ class SoftmaxCrossEntropy(_ClassificationLoss):
         ``log p_by = z_by - log Σ exp(z_b)`` either way.
         """
         rows = np.arange(len(labels))
-        ones = np.ones(logits.shape[1], logits.dtype)
+        ones = _ones(logits.shape[1], logits.dtype)
         with np.errstate(over="ignore"):
             probs = np.exp(logits)
             sums = probs @ ones  # BLAS: 5x faster than a sum over the rows
-        limits = np.finfo(logits.dtype)
-        if math.isfinite(sums.max()) and sums.min() >= limits.tiny / limits.eps:
+        smallest_sum, eps = _sum_limits(logits.dtype)
+        if math.isfinite(np.maximum.reduce(sums)) and np.minimum.reduce(sums) >= smallest_sum:
             picked = logits[rows, labels]
+            # A row in [0, 1] summing to 1 has Σ exp(z) in [C + 1, C - 1 + e] (e^z >= 1 + z,
+            # and the convex sum peaks at a vertex): only then can the logits be
+            # probabilities, and only then is the full test worth running. The slack covers
+            # rounding: 1e-3 (sums within 1e-3 of 1) plus C·eps for the summation.
+            n_classes = logits.shape[1]
+            slack = 1e-3 + n_classes * eps
+            if (n_classes + 1) * (1 - slack) <= sums[0] <= (n_classes + 1.72) * (1 + slack):
+                self._warn_if_probabilities(logits)
         else:
             row_max = np.maximum.reduce(logits, axis=1)
             if not np.isfinite(row_max).all():  # NaN, +inf or a row all -inf
@@ -215,7 +230,7 @@ class SoftmaxCrossEntropy(_ClassificationLoss):
             picked = probs[rows, labels]
             np.exp(probs, out=probs)
             sums = probs @ ones
-        self._warn_if_probabilities(logits)
+            self._warn_if_probabilities(logits)
         picked -= np.log(sums)
         norm = len(labels) if self.reduction == "mean" else 1
         loss = -float(np.add.reduce(picked)) / norm
@@ -229,10 +244,17 @@ class SoftmaxCrossEntropy(_ClassificationLoss):
         self._grad = probs
         return loss
 
-    def _is_plain_labels(self, target: np.ndarray) -> bool:
-        """Hard labels with no weight, smoothing or ignored entry: the fast ``p - onehot`` path."""
-        return (target.ndim == 1 and self.weight is None and self.label_smoothing == 0
-                and not np.any(target == self.ignore_index))
+    def _plain_labels(self, target: np.ndarray, shape: tuple) -> np.ndarray | None:
+        """The validated labels when the fast ``p - onehot`` path applies (hard labels, no
+        weight, no smoothing, no ignored entry), else None."""
+        if target.ndim != 1 or self.weight is not None or self.label_smoothing != 0:
+            return None
+        labels, in_range = self._labels(target, *shape)
+        if not in_range:  # some label is ignore_index, outside [0, C)
+            return None
+        if 0 <= self.ignore_index < shape[1] and np.any(labels == self.ignore_index):
+            return None
+        return labels
 
     def _check_logits(self, logits: np.ndarray) -> np.ndarray:
         if np.isnan(logits).any() or np.isposinf(logits).any():
@@ -322,6 +344,22 @@ class MSELoss(Loss):
         norm = diff.size if self.reduction == "mean" else 1
         self._grad = 2 * diff / norm
         return float(np.sum(diff * diff) / norm)
+
+
+@functools.lru_cache(maxsize=32)
+def _ones(length: int, dtype: np.dtype) -> np.ndarray:
+    """A read-only vector of ones: ``probs @ ones`` sums rows with BLAS."""
+    ones = np.ones(length, dtype)
+    ones.flags.writeable = False
+    return ones
+
+
+@functools.cache
+def _sum_limits(dtype: np.dtype) -> tuple[float, float]:
+    """``(tiny / eps, eps)`` of ``dtype``: row sums of ``exp(z)`` at least ``tiny / eps`` lost
+    nothing to underflow that their precision could hold."""
+    limits = np.finfo(dtype)
+    return float(limits.tiny / limits.eps), float(limits.eps)
 
 
 def _looks_like_probabilities(values: np.ndarray) -> bool:
