@@ -466,6 +466,10 @@ def test_planted_bug_in_layer_k_is_traced_to_layer_k(index, where, batch):
     isolated = [row for row in report.rows if not row.name.startswith("network")
                 and row.layer is not None and row.layer != index]
     assert all(row.passed for row in isolated)
+    # one random direction sees it too (the planted layer is deep-copied, the others are
+    # views of the flat parameter vector), then the full check localises it
+    fast = gradcheck.gradcheck(model, SoftmaxCrossEntropy(), *batch, fast=True)
+    assert "fast check failed" in fast.notes[0] and fast.failing_layer == index
 
 
 def test_correct_networks_pass_with_every_loss(rng):
@@ -482,6 +486,8 @@ def test_correct_networks_pass_with_every_loss(rng):
         assert report.passed, str(report)
         assert report.failing_layer is None and report.cause is None
         assert report.diagnosis == []
+        fast = gradcheck.gradcheck(model, loss, X, labels, fast=True)
+        assert fast.passed and len(fast.rows) == 1, str(fast)
 
 
 def test_wrong_input_gradient_of_layer_0_fails_although_it_touches_no_parameter(batch):
@@ -556,6 +562,18 @@ def test_fast_and_sampled_checks(batch):
         gradcheck.gradcheck(model, SoftmaxCrossEntropy(), *batch, fast=True, directions=0)
     with pytest.raises(ValueError, match="X must be a non-empty batch"):
         gradcheck.gradcheck(model, SoftmaxCrossEntropy(), np.ones(6), batch[1])
+
+
+def test_fast_check_is_seeded_and_reproducible(batch):
+    model = mlp(6, [5], 4, activation="tanh", seed=0)
+    runs = [gradcheck.gradcheck(model, SoftmaxCrossEntropy(), *batch, fast=True, seed=seed)
+            for seed in (3, 3, 4)]
+    np.testing.assert_array_equal(runs[0].rows[0].analytic, runs[1].rows[0].analytic)
+    np.testing.assert_array_equal(runs[0].rows[0].numeric, runs[1].rows[0].numeric)
+    assert runs[0].rows[0].analytic[0] != runs[2].rows[0].analytic[0]
+    # the reused per-thread generator draws exactly what default_rng(seed) draws
+    np.testing.assert_array_equal(gradcheck._generator(5).random(4),
+                                  np.random.default_rng(5).random(4))
 
 
 def test_network_gradients_agree_with_torch(batch):

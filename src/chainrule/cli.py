@@ -253,8 +253,8 @@ def _add_check(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--sample", type=int, default=None, metavar="K",
                         help="check K random entries per parameter instead of all")
     parser.add_argument("--fast", action="store_true",
-                        help="check a few random directions first; the full check runs only "
-                             "if they fail")
+                        help="check the slope along a random direction first; the full check "
+                             "runs only if it fails")
     _add_report_options(parser)
     parser.set_defaults(handler=_check)
 

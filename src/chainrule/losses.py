@@ -51,7 +51,7 @@ class Loss:
             raise ValueError(f"{self!r}: expected output of shape (B, C), got {output.shape}")
         if output.shape[0] == 0:
             raise ValueError(f"{self!r}: empty batch (output shape {output.shape})")
-        if not np.issubdtype(output.dtype, np.floating):
+        if output.dtype.kind != "f":
             output = output.astype(np.float64)
         return output
 
@@ -200,25 +200,30 @@ class SoftmaxCrossEntropy(_ClassificationLoss):
         """The training path, hard labels ``y``: ``E = -Σ_b log p_b,y_b / N`` and
         ``∂E/∂z = (p - onehot(y)) / N``, computed in one ``(B, C)`` array.
 
-        First ``p = exp(z) / Σ exp(z)`` as it stands: when every row sum is finite and above
-        ``tiny / eps``, nothing overflowed and what underflowed is below the sum's precision,
-        so this is as accurate as shifting by the row max, and two passes cheaper. Otherwise
+        First ``p = exp(z) / Σ exp(z)`` as it stands: when no logit exceeds ``log(max / C)``
+        nothing can overflow, and when every row sum is above ``tiny / eps`` what underflowed
+        is below the sum's precision, so this is as accurate as shifting by the row max, and
+        two passes cheaper. Otherwise
         (large or very negative logits, NaN, ±inf) ``z - max z`` is used, after the checks.
         ``log p_by = z_by - log Σ exp(z_b)`` either way.
         """
         rows = np.arange(len(labels))
-        ones = _ones(logits.shape[1], logits.dtype)
-        with np.errstate(over="ignore"):
-            probs = np.exp(logits)
+        n_classes = logits.shape[1]
+        ones = _ones(n_classes, logits.dtype)
+        largest_logit, smallest_sum, eps = _exp_limits(logits.dtype, n_classes)
+        # NaN fails the first test; +inf and rows all -inf fail one of the two.
+        if np.maximum.reduce(logits, axis=None) <= largest_logit:
+            probs = np.exp(logits)  # cannot overflow, nor can the row sums
             sums = probs @ ones  # BLAS: 5x faster than a sum over the rows
-        smallest_sum, eps = _sum_limits(logits.dtype)
-        if math.isfinite(np.maximum.reduce(sums)) and np.minimum.reduce(sums) >= smallest_sum:
+            unshifted = np.minimum.reduce(sums) >= smallest_sum
+        else:
+            unshifted = False
+        if unshifted:
             picked = logits[rows, labels]
             # A row in [0, 1] summing to 1 has Σ exp(z) in [C + 1, C - 1 + e] (e^z >= 1 + z,
             # and the convex sum peaks at a vertex): only then can the logits be
             # probabilities, and only then is the full test worth running. The slack covers
             # rounding: 1e-3 (sums within 1e-3 of 1) plus C·eps for the summation.
-            n_classes = logits.shape[1]
             slack = 1e-3 + n_classes * eps
             if (n_classes + 1) * (1 - slack) <= sums[0] <= (n_classes + 1.72) * (1 + slack):
                 self._warn_if_probabilities(logits)
@@ -226,7 +231,7 @@ class SoftmaxCrossEntropy(_ClassificationLoss):
             row_max = np.maximum.reduce(logits, axis=1)
             if not np.isfinite(row_max).all():  # NaN, +inf or a row all -inf
                 self._check_logits(logits)  # raises, naming the bad entry
-            probs = np.subtract(logits, row_max[:, None], out=probs)
+            probs = np.subtract(logits, row_max[:, None])
             picked = probs[rows, labels]
             np.exp(probs, out=probs)
             sums = probs @ ones
@@ -354,12 +359,14 @@ def _ones(length: int, dtype: np.dtype) -> np.ndarray:
     return ones
 
 
-@functools.cache
-def _sum_limits(dtype: np.dtype) -> tuple[float, float]:
-    """``(tiny / eps, eps)`` of ``dtype``: row sums of ``exp(z)`` at least ``tiny / eps`` lost
-    nothing to underflow that their precision could hold."""
+@functools.lru_cache(maxsize=64)
+def _exp_limits(dtype: np.dtype, n_classes: int) -> tuple[float, float, float]:
+    """``(log(max / C), tiny / eps, eps)`` of ``dtype``: with every logit at most the first,
+    neither ``exp(z)`` nor a row sum of ``C`` of them overflows; row sums at least the
+    second lost nothing to underflow that their precision could hold."""
     limits = np.finfo(dtype)
-    return float(limits.tiny / limits.eps), float(limits.eps)
+    return (float(np.log(limits.max / n_classes)), float(limits.tiny / limits.eps),
+            float(limits.eps))
 
 
 def _looks_like_probabilities(values: np.ndarray) -> bool:

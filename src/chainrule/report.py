@@ -103,7 +103,7 @@ class Row:
 
     @property
     def max_rel_error(self) -> float:
-        return float(np.max(self.rel_error, initial=0.0))
+        return float(np.maximum.reduce(self.rel_error, axis=None, initial=0.0))
 
     @property
     def passed(self) -> bool:
