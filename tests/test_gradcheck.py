@@ -564,6 +564,17 @@ def test_fast_and_sampled_checks(batch):
         gradcheck.gradcheck(model, SoftmaxCrossEntropy(), np.ones(6), batch[1])
 
 
+@pytest.mark.parametrize("fast", [False, True])
+def test_backward_of_the_wrong_shape_is_named(batch, fast):
+    class DropsAColumn(Tanh):
+        def backward(self, grad_out):
+            return super().backward(grad_out)[:, :-1]
+
+    model = Sequential([DropsAColumn(), Dense(6, 4, seed=0)])
+    with pytest.raises(ValueError, match=r"backward returned shape \(6, 5\).*\(6, 6\)"):
+        gradcheck.gradcheck(model, SoftmaxCrossEntropy(), *batch, fast=fast)
+
+
 def test_fast_check_is_seeded_and_reproducible(batch):
     model = mlp(6, [5], 4, activation="tanh", seed=0)
     runs = [gradcheck.gradcheck(model, SoftmaxCrossEntropy(), *batch, fast=True, seed=seed)

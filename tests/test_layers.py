@@ -149,6 +149,15 @@ def test_dense_non_finite_input(value):
         cr.Dense(4, 3).forward(x)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_accepts_huge_finite_input(dtype):
+    """Huge finite entries overflow the cheap Σ x² test; the exact search clears them."""
+    layer = cr.Dense(4, 3, seed=0, dtype=dtype)
+    x = np.zeros((3, 4), dtype=dtype)
+    x[1, 2] = np.finfo(dtype).max / 1e3
+    np.testing.assert_allclose(layer.forward(x), x @ layer.params["W"] + layer.params["b"])
+
+
 @pytest.mark.parametrize("kind", [cr.Dense, *ACTIVATIONS])
 def test_empty_batch_and_wrong_rank(kind):
     layer = make_layer(kind, n_in=4)

@@ -168,8 +168,8 @@ class _Float64Copy:
     """A float64 copy of a model whose parameters live in one flat vector; the user's model
     is never touched.
 
-    ``point`` holds every parameter, then ``extra`` free entries (the fast check moves the
-    input there too); ``gradient`` is laid out alike. Layers of :mod:`chainrule.layers` hold
+    ``point`` holds every parameter, then the entries of ``extra`` (the fast check moves the
+    input with the parameters); ``gradient`` is laid out alike. Layers of :mod:`chainrule.layers` hold
     only parameters, gradients and the arrays of their last forward (rebound, never written
     into): they are copied shallowly, with parameters and gradients that ARE views of
     ``point`` and ``gradient`` (10x cheaper than ``deepcopy``, and nothing to copy per
@@ -177,14 +177,16 @@ class _Float64Copy:
     arrays: ``sync`` copies ``point`` into them, ``gather_gradient`` their gradients out.
     """
 
-    def __init__(self, model: Sequential, extra: int = 0) -> None:
+    def __init__(self, model: Sequential, extra: np.ndarray | None = None) -> None:
         self.model = object.__new__(type(model))
         self.model.__dict__.update(vars(model))
         self.model.layers = []
-        self.n_params = sum(value.size for layer in model.layers
-                            for value in layer.params.values())
-        self.point = np.empty(self.n_params + extra)
-        self.gradient = np.zeros(self.n_params + extra)
+        pieces = [value.reshape(-1) for layer in model.layers for value in layer.params.values()]
+        self.n_params = sum(piece.size for piece in pieces)
+        if extra is not None:
+            pieces.append(extra.reshape(-1))
+        self.point = np.concatenate(pieces or [np.empty(0)], dtype=np.float64)
+        self.gradient = np.zeros_like(self.point)
         self._own: list[tuple[slice, object, str]] = []  # deep-copied layers' parameters
         begin = 0
         for layer in model.layers:
@@ -197,7 +199,6 @@ class _Float64Copy:
                 twin = to_float64(copy.deepcopy(layer))
             for name, value in layer.params.items():
                 where = slice(begin, begin + value.size)
-                self.point[where] = value.reshape(-1)
                 if built_in:
                     twin.params[name] = self.point[where].reshape(value.shape)
                     twin.grads[name] = self.gradient[where].reshape(value.shape)
@@ -227,46 +228,58 @@ def _directional_row(copied: _Float64Copy, loss: Loss, X: np.ndarray, y: np.ndar
     The two passes of the first direction also run the backward: the mean ``ḡ`` of their
     gradients equals ``∇L(θ)`` up to ``O(h²)`` (~1e-11), like the central difference itself,
     so no pass at ``θ`` is needed, and the claimed slope along every ``v`` is ``ḡ · v``.
-    The input moves too (the copy's ``point`` holds it after the parameters), so a wrong
+    The input moves too (``copied`` holds it after the parameters), so a wrong
     input gradient of layer 0 (which touches no parameter) still shows. The parameters are
     restored afterwards.
     """
     model, point, n_params = copied.model, copied.point, copied.n_params
-    point[n_params:] = X.reshape(-1)
     saved = point.copy()
     moves = rng.random((directions, point.size))
     moves *= 2.0
     moves -= 1.0  # uniform in [-1, 1)
     step = eps if eps is not None else STEP * max(1.0, float(np.maximum.reduce(np.abs(saved))))
     moved_X = point[n_params:].reshape(X.shape)
+    grad_X = copied.gradient[n_params:].reshape(X.shape)
     gradient_sum = np.zeros_like(point)  # 2ḡ
 
     def loss_along(move: np.ndarray, t: float, add_gradient: bool = False) -> float:
-        """The loss at ``θ + t·move``; ``add_gradient``: its gradient added to ``2ḡ``."""
+        """The loss at ``θ + t·move`` (every entry of ``point`` rewritten: nothing to undo
+        between calls); ``add_gradient``: its gradient added to ``2ḡ``."""
         np.multiply(move, t, out=point)
         np.add(point, saved, out=point)
-        try:
-            copied.sync()
-            value = float(loss.forward(model.forward(moved_X), y))
-            if add_gradient:
-                grad_input = model.backward(loss.backward())
-                gradient = copied.gather_gradient()
-                gradient[n_params:] = np.reshape(grad_input, -1)
-                np.add(gradient_sum, gradient, out=gradient_sum)
-            return value
-        finally:
-            np.copyto(point, saved)
-            copied.sync()
+        copied.sync()
+        value = float(loss.forward(model.forward(moved_X), y))
+        if add_gradient:
+            grad_input = model.backward(loss.backward())
+            if np.shape(grad_input) != X.shape:
+                raise ValueError(f"the network's backward returned shape {np.shape(grad_input)},"
+                                 f" expected the input's {X.shape}")
+            grad_X[...] = grad_input
+            np.add(gradient_sum, copied.gather_gradient(), out=gradient_sum)
+        return value
+
+    def restore() -> None:
+        np.copyto(point, saved)
+        copied.sync()
 
     numeric = np.empty(directions)
-    for index, move in enumerate(moves):
-        up = loss_along(move, step, add_gradient=index == 0)
-        down = loss_along(move, -step, add_gradient=index == 0)
-        numeric[index] = (up - down) / (2 * step)
+    try:
+        for index, move in enumerate(moves):
+            up = loss_along(move, step, add_gradient=index == 0)
+            down = loss_along(move, -step, add_gradient=index == 0)
+            numeric[index] = (up - down) / (2 * step)
+    finally:
+        restore()
     claimed = (moves @ gradient_sum) / 2
+
+    def along_first(t: float) -> float:
+        try:
+            return loss_along(moves[0], t)
+        finally:
+            restore()
+
     return Row(f"directional dL/dt ({directions} random direction{'s' * (directions > 1)})",
-               claimed, numeric, atol, rtol,
-               probe=probe(lambda t: loss_along(moves[0], t), claimed[0]))
+               claimed, numeric, atol, rtol, probe=probe(along_first, claimed[0]))
 
 
 def gradcheck(model: Sequential, loss: Loss, X: np.ndarray, y: np.ndarray,
@@ -290,7 +303,7 @@ def gradcheck(model: Sequential, loss: Loss, X: np.ndarray, y: np.ndarray,
     X = as_float64("X", X)
     if X.ndim != 2 or X.size == 0:
         raise ValueError(f"X must be a non-empty batch (B, features), got shape {X.shape}")
-    copied = _Float64Copy(model, extra=X.size if fast else 0)
+    copied = _Float64Copy(model, extra=X if fast else None)
     model = copied.model
     if directions < 1:
         raise ValueError(f"directions must be >= 1, got {directions}")
