@@ -169,12 +169,13 @@ class _Float64Copy:
     is never touched.
 
     ``point`` holds every parameter, then the entries of ``extra`` (the fast check moves the
-    input with the parameters); ``gradient`` is laid out alike. Layers of :mod:`chainrule.layers` hold
-    only parameters, gradients and the arrays of their last forward (rebound, never written
-    into): they are copied shallowly, with parameters and gradients that ARE views of
-    ``point`` and ``gradient`` (10x cheaper than ``deepcopy``, and nothing to copy per
-    evaluation). Any other layer, a subclass included, is deep-copied and keeps its own
-    arrays: ``sync`` copies ``point`` into them, ``gather_gradient`` their gradients out.
+    input with the parameters); ``gradient`` is laid out alike. Layers of
+    :mod:`chainrule.layers` hold only parameters, gradients and the arrays of their last
+    forward (rebound, never written into): they are copied shallowly, with parameters and
+    gradients that ARE views of ``point`` and ``gradient`` (10x cheaper than ``deepcopy``,
+    and nothing to copy per evaluation). Any other layer, a subclass included, is
+    deep-copied and keeps its own arrays: ``sync`` copies ``point`` into them,
+    ``gather_gradient`` their gradients out.
     """
 
     def __init__(self, model: Sequential, extra: np.ndarray | None = None) -> None:
