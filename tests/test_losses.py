@@ -194,6 +194,19 @@ def test_warns_for_every_kind_of_probability_row(classes, shape, dtype, seed):
         cr.SoftmaxCrossEntropy().forward(rows, rng.integers(0, classes, 3))
 
 
+@pytest.mark.parametrize("dtype", [">i8", "<i4", "i1", "u2", ">u4"])
+def test_labels_of_any_integer_dtype_and_byte_order(dtype):
+    logits = np.array([[1.0, 2.0, 0.5], [0.1, -1.0, 3.0]])
+    expected = cr.SoftmaxCrossEntropy().forward(logits, np.array([1, 2]))
+    loss = cr.SoftmaxCrossEntropy()
+    assert loss.forward(logits, np.array([1, 2], dtype=dtype)) == expected
+    if np.dtype(dtype).kind == "i":
+        with pytest.raises(ValueError, match="label -1 at index 1 is out of range"):
+            loss.forward(logits, np.array([1, -1], dtype=dtype))
+    with pytest.raises(ValueError, match="label 3 at index 0 is out of range"):
+        loss.forward(logits, np.array([3, 0], dtype=dtype))
+
+
 def test_option_validation():
     with pytest.raises(ValueError, match="reduction must be 'mean' or 'sum'"):
         cr.SoftmaxCrossEntropy(reduction="none")

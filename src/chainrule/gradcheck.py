@@ -187,7 +187,7 @@ class _Float64Copy:
         if extra is not None:
             pieces.append(extra.reshape(-1))
         self.point = np.concatenate(pieces or [np.empty(0)], dtype=np.float64)
-        self.gradient = np.zeros_like(self.point)
+        self.gradient = np.zeros(self.point.size)
         self._own: list[tuple[slice, object, str]] = []  # deep-copied layers' parameters
         begin = 0
         for layer in model.layers:
@@ -241,7 +241,7 @@ def _directional_row(copied: _Float64Copy, loss: Loss, X: np.ndarray, y: np.ndar
     step = eps if eps is not None else STEP * max(1.0, float(np.maximum.reduce(np.abs(saved))))
     moved_X = point[n_params:].reshape(X.shape)
     grad_X = copied.gradient[n_params:].reshape(X.shape)
-    gradient_sum = np.zeros_like(point)  # 2ḡ
+    gradient_sum = np.zeros(point.size)  # 2ḡ
 
     def loss_along(move: np.ndarray, t: float, add_gradient: bool = False) -> float:
         """The loss at ``θ + t·move`` (every entry of ``point`` rewritten: nothing to undo

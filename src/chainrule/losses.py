@@ -94,8 +94,9 @@ class _ClassificationLoss(Loss):
                 raise ValueError(f"{self!r}: labels must be integers 0..{n_classes - 1}, got "
                                  f"dtype {target.dtype} (first value {target[0]!r})")
             target = target.astype(np.int64)
-        # the common case, in two reductions
-        if 0 <= np.minimum.reduce(target) and np.maximum.reduce(target) < n_classes:
+        # The common case in one reduction: viewed as unsigned, negative labels are huge.
+        as_unsigned = target.view(target.dtype.str.replace("i", "u"))
+        if np.maximum.reduce(as_unsigned) < n_classes:
             return target, True
         bad = (target != self.ignore_index) & ((target < 0) | (target >= n_classes))
         if bad.any():
@@ -207,7 +208,7 @@ class SoftmaxCrossEntropy(_ClassificationLoss):
         (large or very negative logits, NaN, ±inf) ``z - max z`` is used, after the checks.
         ``log p_by = z_by - log Σ exp(z_b)`` either way.
         """
-        rows = np.arange(len(labels))
+        rows = _arange(len(labels))
         n_classes = logits.shape[1]
         ones = _ones(n_classes, logits.dtype)
         largest_logit, smallest_sum, eps = _exp_limits(logits.dtype, n_classes)
@@ -349,6 +350,14 @@ class MSELoss(Loss):
         norm = diff.size if self.reduction == "mean" else 1
         self._grad = 2 * diff / norm
         return float(np.sum(diff * diff) / norm)
+
+
+@functools.lru_cache(maxsize=32)
+def _arange(length: int) -> np.ndarray:
+    """A read-only ``arange(length)``: the row indices of a batch."""
+    rows = np.arange(length)
+    rows.flags.writeable = False
+    return rows
 
 
 @functools.lru_cache(maxsize=32)
