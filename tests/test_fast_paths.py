@@ -75,6 +75,8 @@ def test_relu_backward_is_the_masked_gradient_even_for_non_finite_upstream(rng):
     y = layer.forward(x)
     grad_out = rng.normal(size=(6, 5))
     np.testing.assert_array_equal(layer.backward(grad_out), np.where(x > 0, grad_out, 0))
+    huge = grad_out * 1e200  # finite, but overflows the cheap Σ g² test
+    np.testing.assert_array_equal(layer.backward(huge), np.where(x > 0, huge, 0))
     grad_out[y == 0] = np.inf  # inf x (unit off) must be 0, not inf * 0 = NaN
     grad_out[0, 0], x_off = np.nan, np.flatnonzero(y.ravel() == 0)[0]
     grad_out.ravel()[x_off] = -np.inf
