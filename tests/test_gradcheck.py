@@ -582,9 +582,14 @@ def test_fast_check_is_seeded_and_reproducible(batch):
     np.testing.assert_array_equal(runs[0].rows[0].analytic, runs[1].rows[0].analytic)
     np.testing.assert_array_equal(runs[0].rows[0].numeric, runs[1].rows[0].numeric)
     assert runs[0].rows[0].analytic[0] != runs[2].rows[0].analytic[0]
-    # the reused per-thread generator draws exactly what default_rng(seed) draws
-    np.testing.assert_array_equal(gradcheck._generator(5).random(4),
-                                  np.random.default_rng(5).random(4))
+    # the directions are default_rng(seed)'s uniform draws on [-1, 1); small ones are drawn
+    # once and shared read-only, large ones afresh
+    expected = np.random.default_rng(5).uniform(-1, 1, (2, 300))
+    moves = gradcheck._random_moves(5, 2, 300)
+    np.testing.assert_array_equal(moves, expected)
+    assert gradcheck._random_moves(5, 2, 300) is moves and not moves.flags.writeable
+    large = gradcheck._random_moves(5, 1, gradcheck._CACHED_MOVES + 1)
+    assert large.flags.writeable and gradcheck._random_moves(5, 1, large.size) is not large
 
 
 def test_network_gradients_agree_with_torch(batch):

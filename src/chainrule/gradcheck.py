@@ -23,7 +23,6 @@ import functools
 import importlib
 import importlib.util
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,7 +67,7 @@ __all__ = [
 ]
 
 _BUILT_IN_LAYERS = layers.__name__  # their layers are copied shallowly, see _Float64Copy
-_THIS_THREAD = threading.local()  # holds the generator that _generator reuses
+_CACHED_MOVES = 1 << 16  # directions up to this many entries are drawn once per shape
 
 
 def check_jacobian(f: Callable[[np.ndarray], np.ndarray],
@@ -149,19 +148,29 @@ def check_gradient(f: Callable[[np.ndarray], float], grad_fn: Callable[[np.ndarr
                   cause=None if row.passed else row.name)
 
 
-def _generator(seed: int) -> np.random.Generator:
-    """``np.random.default_rng(seed)``, reusing this thread's generator: resetting its state
-    costs a tenth of seeding a new one, which the fast check would pay on every call."""
-    generator = getattr(_THIS_THREAD, "generator", None)
-    if generator is None:
-        generator = _THIS_THREAD.generator = np.random.default_rng()
-    generator.bit_generator.state = _seeded_state(seed)
-    return generator
+def _random_moves(seed: int, directions: int, size: int) -> np.ndarray:
+    """``(directions, size)`` entries uniform in ``[-1, 1)`` from ``default_rng(seed)``.
+
+    Small ones (the common case) are drawn once per ``(seed, directions, size)`` and shared
+    read-only: seeding a generator and drawing cost a tenth of the whole fast check.
+    """
+    if directions * size <= _CACHED_MOVES:
+        return _cached_moves(seed, directions, size)
+    return _draw_moves(seed, directions, size)
 
 
-@functools.lru_cache(maxsize=64)
-def _seeded_state(seed: int) -> dict:
-    return np.random.default_rng(seed).bit_generator.state
+def _draw_moves(seed: int, directions: int, size: int) -> np.ndarray:
+    moves = np.random.default_rng(seed).random((directions, size))
+    moves *= 2.0
+    moves -= 1.0
+    return moves
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_moves(seed: int, directions: int, size: int) -> np.ndarray:
+    moves = _draw_moves(seed, directions, size)
+    moves.flags.writeable = False
+    return moves
 
 
 class _Float64Copy:
@@ -221,7 +230,7 @@ class _Float64Copy:
 
 
 def _directional_row(copied: _Float64Copy, loss: Loss, X: np.ndarray, y: np.ndarray,
-                     directions: int, rng: np.random.Generator, atol: float, rtol: float,
+                     directions: int, seed: int, atol: float, rtol: float,
                      eps: float | None) -> Row:
     """``dL/dt`` along random directions ``v`` of (every parameter, the input), claimed vs numeric.
 
@@ -235,9 +244,7 @@ def _directional_row(copied: _Float64Copy, loss: Loss, X: np.ndarray, y: np.ndar
     """
     model, point, n_params = copied.model, copied.point, copied.n_params
     saved = point.copy()
-    moves = rng.random((directions, point.size))
-    moves *= 2.0
-    moves -= 1.0  # uniform in [-1, 1)
+    moves = _random_moves(seed, directions, point.size)
     step = eps if eps is not None else STEP * max(1.0, float(np.maximum.reduce(np.abs(saved))))
     moved_X = point[n_params:].reshape(X.shape)
     grad_X = copied.gradient[n_params:].reshape(X.shape)
@@ -311,16 +318,16 @@ def gradcheck(model: Sequential, loss: Loss, X: np.ndarray, y: np.ndarray,
     model = copied.model
     if directions < 1:
         raise ValueError(f"directions must be >= 1, got {directions}")
-    rng = _generator(seed)
     loss_name = type(loss).__name__
     title = (f"gradcheck: {len(model.layers)} layers, {loss_name}, batch {len(X)} (float64)")
     notes = []
     if fast:
-        row = _directional_row(copied, loss, X, y, directions, rng, atol, rtol, eps)
+        row = _directional_row(copied, loss, X, y, directions, seed, atol, rtol, eps)
         if row.passed:
             return Report(title + ", fast: random directional slopes", [row])
         notes.append(f"fast check failed (max rel err {row.max_rel_error:.2e}); the full "
                      "per-entry check below localises it")
+    rng = np.random.default_rng(seed)
     activations = [X]
     for index, layer in enumerate(model.layers):
         activations.append(as_float64(f"layer {index} output", layer.forward(activations[-1])))
