@@ -308,7 +308,8 @@ def gradcheck(model: Sequential, loss: Loss, X: np.ndarray, y: np.ndarray,
     the first the backward pass reaches). ``sample=K``: K random entries per parameter.
     ``fast=True``: the slope along ``directions`` random directions of (all parameters, the
     input) first, like ``torch.autograd.gradcheck(fast_mode=True)``'s random projection; the
-    full check runs only if that fails.
+    full check runs only if that fails. A projection can miss an error that moves the total
+    slope by less than ``rtol`` (e.g. 0.1% in one weight matrix with small gradients).
     The model is copied (float64), never modified.
     """
     X = as_float64("X", X)
