@@ -204,9 +204,8 @@ class SoftmaxCrossEntropy(_ClassificationLoss):
         First ``p = exp(z) / Σ exp(z)`` as it stands: when no logit exceeds ``log(max / C)``
         nothing can overflow, and when every row sum is above ``tiny / eps`` what underflowed
         is below the sum's precision, so this is as accurate as shifting by the row max, and
-        two passes cheaper. Otherwise
-        (large or very negative logits, NaN, ±inf) ``z - max z`` is used, after the checks.
-        ``log p_by = z_by - log Σ exp(z_b)`` either way.
+        two passes cheaper. Otherwise (large or very negative logits, NaN, ±inf) ``z - max z``
+        is used, after the checks. ``log p_by = z_by - log Σ exp(z_b)`` either way.
         """
         rows = _arange(len(labels))
         n_classes = logits.shape[1]
