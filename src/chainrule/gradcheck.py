@@ -197,7 +197,7 @@ class _Float64Copy:
             pieces.append(extra.reshape(-1))
         self.point = np.concatenate(pieces or [np.empty(0)], dtype=np.float64)
         self.gradient = np.zeros(self.point.size)
-        self.own: list[tuple[slice, object, str]] = []  # deep-copied layers' parameters
+        self._own: list[tuple[slice, object, str]] = []  # deep-copied layers' parameters
         begin = 0
         for layer in model.layers:
             built_in = type(layer).__module__ == _BUILT_IN_LAYERS
@@ -213,18 +213,18 @@ class _Float64Copy:
                     twin.params[name] = self.point[where].reshape(value.shape)
                     twin.grads[name] = self.gradient[where].reshape(value.shape)
                 else:
-                    self.own.append((where, twin, name))
+                    self._own.append((where, twin, name))
                 begin = where.stop
             self.model.layers.append(twin)
 
     def sync(self) -> None:
         """Copy ``point`` into the parameters of the deep-copied layers."""
-        for where, layer, name in self.own:
+        for where, layer, name in self._own:
             layer.params[name][...] = self.point[where].reshape(layer.params[name].shape)
 
     def gather_gradient(self) -> np.ndarray:
         """``gradient`` after a backward, the deep-copied layers' gradients copied in."""
-        for where, layer, name in self.own:
+        for where, layer, name in self._own:
             self.gradient[where] = np.reshape(layer.grads[name], -1)
         return self.gradient
 
@@ -255,8 +255,7 @@ def _directional_row(copied: _Float64Copy, loss: Loss, X: np.ndarray, y: np.ndar
         between calls); ``add_gradient``: its gradient added to ``2ḡ``."""
         np.multiply(move, t, out=point)
         np.add(point, saved, out=point)
-        if copied.own:
-            copied.sync()
+        copied.sync()
         value = float(loss.forward(model.forward(moved_X), y))
         if add_gradient:
             grad_input = model.backward(loss.backward())
@@ -264,8 +263,7 @@ def _directional_row(copied: _Float64Copy, loss: Loss, X: np.ndarray, y: np.ndar
                 raise ValueError(f"the network's backward returned shape {np.shape(grad_input)},"
                                  f" expected the input's {X.shape}")
             grad_X[...] = grad_input
-            np.add(gradient_sum, copied.gather_gradient() if copied.own else copied.gradient,
-                   out=gradient_sum)
+            np.add(gradient_sum, copied.gather_gradient(), out=gradient_sum)
         return value
 
     def restore() -> None:
