@@ -41,7 +41,7 @@ from _common import (
 )
 
 from chainrule import SoftmaxCrossEntropy, mlp
-from chainrule.gradcheck import gradcheck
+from chainrule.check.network import gradcheck
 
 BATCH = 16
 TARGET = 10.0

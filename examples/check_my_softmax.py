@@ -9,8 +9,7 @@ Run: python examples/check_my_softmax.py
 
 import numpy as np
 
-from chainrule import check_jacobian, check_layer, softmax
-from chainrule.layers import Softmax
+from chainrule import Softmax, check_jacobian, check_layer, softmax
 
 
 def softmax_prime(f):

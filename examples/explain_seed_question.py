@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 import chainrule as cr
-from chainrule.explain import digits_example, loss_for
+from chainrule.experiment import digits_example
+from chainrule.explain.backprop import loss_for
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--plot", type=Path, metavar="DIR",
@@ -38,7 +39,7 @@ print(table)
 assert table.agrees, "the explained gradients must equal model.backward's"
 
 if args.plot:
-    from chainrule import plots
+    from chainrule.explain import plots
 
     print(plots.plot_softmax_jacobian(derivation, args.plot / "softmax_jacobian.png"))
     print(plots.plot_gradients(table, args.plot / "gradients.png"))

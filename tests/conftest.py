@@ -17,7 +17,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 def central_differences(f, x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     """Jacobian ``f(x).shape + x.shape`` of ``f`` by central differences, one entry at a time.
 
-    Deliberately naive and independent of ``chainrule.gradcheck``: it is the tests' oracle.
+    Deliberately naive and independent of ``chainrule.check``: it is the tests' oracle.
     """
     x = np.array(x, dtype=np.float64)
     out_shape = np.shape(f(x.copy()))

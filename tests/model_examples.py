@@ -18,7 +18,7 @@ from chainrule import (
     fit,
     mlp,
 )
-from chainrule.datasets import load as load_dataset
+from chainrule.io.datasets import load as load_dataset
 
 OUTPUTS = {"logits": None, "softmax": Softmax, "log_softmax": LogSoftmax}
 

@@ -1,4 +1,4 @@
-"""Tests for chainrule.datasets: built-in names, .npz, .csv and MNIST IDX files."""
+"""Tests for chainrule.io.datasets: built-in names, .npz, .csv and MNIST IDX files."""
 
 import gzip
 import struct
@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chainrule.datasets import DATASET_NAMES, load, load_inputs
+from chainrule.io.datasets import DATASET_NAMES, load, load_inputs
 
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801

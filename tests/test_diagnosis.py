@@ -1,13 +1,13 @@
-"""chainrule.diagnosis and chainrule.report: the catalogue matcher and the error measure."""
+"""chainrule.check.diagnosis and .report: the catalogue matcher and the error measure."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from chainrule.diagnosis import CATALOGUE, diagnose_gradient, diagnose_jacobian
-from chainrule.functional import log_softmax, sigmoid, softmax, softmax_jacobian
-from chainrule.report import Report, Row, relative_error
+from chainrule.check.diagnosis import CATALOGUE, diagnose_gradient, diagnose_jacobian
+from chainrule.check.report import Report, Row, relative_error
+from chainrule.nn.functional import log_softmax, sigmoid, softmax, softmax_jacobian
 
 
 def names(diagnoses) -> list[str]:

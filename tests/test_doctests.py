@@ -8,8 +8,13 @@ import pytest
 
 import chainrule
 
-MODULES = sorted(info.name for info in pkgutil.iter_modules(chainrule.__path__, "chainrule.")
+MODULES = sorted(info.name for info in pkgutil.walk_packages(chainrule.__path__, "chainrule.")
                  if info.name != "chainrule.__main__")
+
+
+def test_every_wing_is_walked():
+    assert {"chainrule.nn.layers", "chainrule.check.network", "chainrule.explain.backprop",
+            "chainrule.io.serialization", "chainrule.estimator"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -11,18 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import chainrule
-from chainrule import derivation
 from chainrule.cli import main
-from chainrule.explain import (
-    dataset_example,
-    digits_example,
-    explain_backprop,
-    explain_softmax_cross_entropy,
-    loss_for,
-)
-from chainrule.layers import Dense, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
-from chainrule.losses import CrossEntropy, MSELoss, NLLLoss, SoftmaxCrossEntropy
-from chainrule.network import Sequential, mlp
+from chainrule.experiment import dataset_example, digits_example
+from chainrule.explain import derivation
+from chainrule.explain.backprop import explain_backprop, explain_softmax_cross_entropy, loss_for
+from chainrule.nn.layers import Dense, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from chainrule.nn.losses import CrossEntropy, MSELoss, NLLLoss, SoftmaxCrossEntropy
+from chainrule.nn.network import Sequential, mlp
 
 SEED_LOGITS = [1.75, 1.75]
 
@@ -298,7 +293,7 @@ def test_explain_backprop_takes_one_sample() -> None:
 
 
 def test_digits_example_and_dataset_example() -> None:
-    _, y = chainrule.datasets.load("digits")
+    _, y = chainrule.io.datasets.load("digits")
     model, x, label = digits_example(sample=11)
     assert label == y[11] and x.shape == (64,) and 0 <= x.min() and x.max() <= 1
     assert [type(layer) for layer in model.layers] == [Dense, Sigmoid, Dense, Softmax]
@@ -337,7 +332,7 @@ def test_cli_explain_network(tmp_path, capsys) -> None:
 
     trained = mlp(64, [3], 10, activation="tanh", seed=1)
     chainrule.fit(trained, SoftmaxCrossEntropy(), chainrule.SGD(0.1),
-                  *chainrule.datasets.load("digits"), epochs=1, progress=False,
+                  *chainrule.io.datasets.load("digits"), epochs=1, progress=False,
                   scaling="standard")
     path = tmp_path / "model.safetensors"
     chainrule.save(trained, path)

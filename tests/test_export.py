@@ -24,11 +24,11 @@ from chainrule import (
     Softmax,
     SoftmaxCrossEntropy,
     Tanh,
-    export,
     fit,
     mlp,
 )
 from chainrule.cli import main
+from chainrule.io import export
 
 OUTPUTS = {"logits": None, "softmax": Softmax, "log_softmax": LogSoftmax}
 

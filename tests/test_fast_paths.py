@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule.errors import NonFiniteError
-from chainrule.training import _backward_to_params
+from chainrule.nn.errors import NonFiniteError
+from chainrule.nn.training import _backward_to_params
 
 
 def _data(rng, n=96, n_in=6, n_classes=4, dtype=np.float64):

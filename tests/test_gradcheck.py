@@ -1,4 +1,4 @@
-"""chainrule.gradcheck: numeric derivatives, checks of functions, layers and whole networks."""
+"""chainrule.check: numeric derivatives; checks of functions, layers, networks."""
 
 from __future__ import annotations
 
@@ -26,18 +26,13 @@ from chainrule import (
     gradcheck,
     mlp,
 )
+from chainrule.check import network
+from chainrule.check.functions import check_gradient, check_jacobian
+from chainrule.check.layercheck import check_layer
+from chainrule.check.numerical import numerical_gradient, numerical_jacobian, rowwise_jacobian
+from chainrule.check.usercode import check_jacobian_of, load_function
 from chainrule.cli import main
-from chainrule.functional import log_softmax, sigmoid, softmax, softmax_jacobian
-from chainrule.gradcheck import (
-    check_gradient,
-    check_jacobian,
-    check_jacobian_of,
-    check_layer,
-    load_function,
-    numerical_gradient,
-    numerical_jacobian,
-    rowwise_jacobian,
-)
+from chainrule.nn.functional import log_softmax, sigmoid, softmax, softmax_jacobian
 
 
 # --- the df2 / softmax_prime code of shared/seeds/000, in both readings -----------------------
@@ -457,7 +452,7 @@ def batch(rng):
 def test_planted_bug_in_layer_k_is_traced_to_layer_k(index, where, batch):
     model = _five_layer_net()
     model.layers[index] = _plant(model.layers[index], where)
-    report = gradcheck.gradcheck(model, SoftmaxCrossEntropy(), *batch)
+    report = gradcheck(model, SoftmaxCrossEntropy(), *batch)
     assert not report.passed
     assert report.failing_layer == index
     assert report.cause.startswith(f"layer {index} (Buggy")
@@ -468,7 +463,7 @@ def test_planted_bug_in_layer_k_is_traced_to_layer_k(index, where, batch):
     assert all(row.passed for row in isolated)
     # one random direction sees it too (the planted layer is deep-copied, the others are
     # views of the flat parameter vector), then the full check localises it
-    fast = gradcheck.gradcheck(model, SoftmaxCrossEntropy(), *batch, fast=True)
+    fast = gradcheck(model, SoftmaxCrossEntropy(), *batch, fast=True)
     assert "fast check failed" in fast.notes[0] and fast.failing_layer == index
 
 
@@ -482,21 +477,21 @@ def test_correct_networks_pass_with_every_loss(rng):
         (mlp(4, [6], 3, activation="tanh", seed=3), MSELoss()),
     ]
     for model, loss in cases:
-        report = gradcheck.gradcheck(model, loss, X, labels)
+        report = gradcheck(model, loss, X, labels)
         assert report.passed, str(report)
         assert report.failing_layer is None and report.cause is None
         assert report.diagnosis == []
-        fast = gradcheck.gradcheck(model, loss, X, labels, fast=True)
+        fast = gradcheck(model, loss, X, labels, fast=True)
         assert fast.passed and len(fast.rows) == 1, str(fast)
 
 
 def test_wrong_input_gradient_of_layer_0_fails_although_it_touches_no_parameter(batch):
     model = Sequential([_plant(Tanh(), "input"), Dense(6, 4, seed=0)])
-    report = gradcheck.gradcheck(model, SoftmaxCrossEntropy(), *batch)
+    report = gradcheck(model, SoftmaxCrossEntropy(), *batch)
     assert not report.passed and report.failing_layer == 0
     network_rows = [row for row in report.rows if row.name.startswith("network")]
     assert all(row.passed for row in network_rows)  # no parameter below it to corrupt
-    fast = gradcheck.gradcheck(model, SoftmaxCrossEntropy(), *batch, fast=True)
+    fast = gradcheck(model, SoftmaxCrossEntropy(), *batch, fast=True)
     assert not fast.passed and fast.failing_layer == 0
     assert "fast check failed" in fast.notes[0]
 
@@ -513,7 +508,7 @@ class SummedCrossEntropy(SoftmaxCrossEntropy):
 
 
 def test_a_wrong_loss_is_the_cause_not_a_layer(batch):
-    report = gradcheck.gradcheck(_five_layer_net(), SummedCrossEntropy(), *batch)
+    report = gradcheck(_five_layer_net(), SummedCrossEntropy(), *batch)
     assert not report.passed
     assert report.failing_layer is None
     assert report.cause == "loss SummedCrossEntropy ∂L/∂output"
@@ -522,7 +517,7 @@ def test_a_wrong_loss_is_the_cause_not_a_layer(batch):
 
 def test_softmax_layer_bug_in_a_network_points_at_the_jacobian_entry(batch):
     model = Sequential([Dense(6, 4, seed=0), Tanh(), Dense(4, 3, seed=1), SoftmaxAtLogits()])
-    report = gradcheck.gradcheck(model, CrossEntropy(), batch[0], batch[1] % 3)
+    report = gradcheck(model, CrossEntropy(), batch[0], batch[1] % 3)
     assert report.failing_layer == 3
     assert identifiers(report) == ["evaluated_at_input"]
     text = str(report)
@@ -540,7 +535,7 @@ def test_gradcheck_leaves_the_model_untouched(batch, dtype, fast):
     weights, grads = model.get_weights(), {key: g.copy() for key, g in model.grads.items()}
     live = dict(model.params)
     cached = [vars(layer).copy() for layer in model.layers]
-    assert gradcheck.gradcheck(model, SoftmaxCrossEntropy(), *batch, fast=fast).passed
+    assert gradcheck(model, SoftmaxCrossEntropy(), *batch, fast=fast).passed
     for key, value in model.get_weights().items():
         np.testing.assert_array_equal(value, weights[key])
         np.testing.assert_array_equal(model.grads[key], grads[key])
@@ -551,17 +546,17 @@ def test_gradcheck_leaves_the_model_untouched(batch, dtype, fast):
 
 def test_fast_and_sampled_checks(batch):
     model = _five_layer_net()
-    fast = gradcheck.gradcheck(model, SoftmaxCrossEntropy(), *batch, fast=True, directions=3)
+    fast = gradcheck(model, SoftmaxCrossEntropy(), *batch, fast=True, directions=3)
     assert fast.passed and len(fast.rows) == 1 and fast.rows[0].analytic.shape == (3,)
     assert fast.eps_sweep().rows[0].order == pytest.approx(2, abs=0.2)
-    sampled = gradcheck.gradcheck(model, SoftmaxCrossEntropy(), *batch, sample=4)
+    sampled = gradcheck(model, SoftmaxCrossEntropy(), *batch, sample=4)
     assert sampled.passed
     weights = next(row for row in sampled.rows if row.name == "network ∂L/∂2.W")
     assert weights.analytic.size == 4
     with pytest.raises(ValueError, match="directions must be >= 1"):
-        gradcheck.gradcheck(model, SoftmaxCrossEntropy(), *batch, fast=True, directions=0)
+        gradcheck(model, SoftmaxCrossEntropy(), *batch, fast=True, directions=0)
     with pytest.raises(ValueError, match="X must be a non-empty batch"):
-        gradcheck.gradcheck(model, SoftmaxCrossEntropy(), np.ones(6), batch[1])
+        gradcheck(model, SoftmaxCrossEntropy(), np.ones(6), batch[1])
 
 
 @pytest.mark.parametrize("fast", [False, True])
@@ -572,12 +567,12 @@ def test_backward_of_the_wrong_shape_is_named(batch, fast):
 
     model = Sequential([DropsAColumn(), Dense(6, 4, seed=0)])
     with pytest.raises(ValueError, match=r"backward returned shape \(6, 5\).*\(6, 6\)"):
-        gradcheck.gradcheck(model, SoftmaxCrossEntropy(), *batch, fast=fast)
+        gradcheck(model, SoftmaxCrossEntropy(), *batch, fast=fast)
 
 
 def test_fast_check_is_seeded_and_reproducible(batch):
     model = mlp(6, [5], 4, activation="tanh", seed=0)
-    runs = [gradcheck.gradcheck(model, SoftmaxCrossEntropy(), *batch, fast=True, seed=seed)
+    runs = [gradcheck(model, SoftmaxCrossEntropy(), *batch, fast=True, seed=seed)
             for seed in (3, 3, 4)]
     np.testing.assert_array_equal(runs[0].rows[0].analytic, runs[1].rows[0].analytic)
     np.testing.assert_array_equal(runs[0].rows[0].numeric, runs[1].rows[0].numeric)
@@ -585,17 +580,17 @@ def test_fast_check_is_seeded_and_reproducible(batch):
     # the directions are default_rng(seed)'s uniform draws on [-1, 1); small ones are drawn
     # once and shared read-only, large ones afresh
     expected = np.random.default_rng(5).uniform(-1, 1, (2, 300))
-    moves = gradcheck._random_moves(5, 2, 300)
+    moves = network._random_moves(5, 2, 300)
     np.testing.assert_array_equal(moves, expected)
-    assert gradcheck._random_moves(5, 2, 300) is moves and not moves.flags.writeable
-    large = gradcheck._random_moves(5, 1, gradcheck._CACHED_MOVES + 1)
-    assert large.flags.writeable and gradcheck._random_moves(5, 1, large.size) is not large
+    assert network._random_moves(5, 2, 300) is moves and not moves.flags.writeable
+    large = network._random_moves(5, 1, network._CACHED_MOVES + 1)
+    assert large.flags.writeable and network._random_moves(5, 1, large.size) is not large
 
 
 def test_network_gradients_agree_with_torch(batch):
     torch = pytest.importorskip("torch")
     model = mlp(6, [5], 4, activation="tanh", seed=0)
-    report = gradcheck.gradcheck(model, SoftmaxCrossEntropy(), *batch)
+    report = gradcheck(model, SoftmaxCrossEntropy(), *batch)
     W1, b1, W2, b2 = (torch.tensor(param, requires_grad=True) for param in model.params.values())
     hidden = torch.tanh(torch.tensor(batch[0]) @ W1 + b1)
     torch.nn.functional.cross_entropy(hidden @ W2 + b2, torch.tensor(batch[1])).backward()
@@ -608,7 +603,7 @@ def test_network_gradients_agree_with_torch(batch):
 # --- reports ---------------------------------------------------------------------------------
 def test_report_table_html_and_json(batch):
     model = Sequential([Dense(6, 4, seed=0), SoftmaxAtLogits()])
-    report = gradcheck.gradcheck(model, CrossEntropy(), batch[0], batch[1])
+    report = gradcheck(model, CrossEntropy(), batch[0], batch[1])
     text = str(report)
     assert "max rel err" in text and "FAIL" in text and "rel err = |a - n|" in text
     html = report._repr_html_()
@@ -633,10 +628,10 @@ def test_eps_sweep_orders_two_when_right_and_one_when_wrong(rng):
 
 def test_plot_check_writes_a_png(tmp_path, batch):
     pytest.importorskip("matplotlib")
-    from chainrule.plots import plot_check
+    from chainrule.explain.plots import plot_check
 
     model = Sequential([Dense(6, 4, seed=0), Tanh(), Dense(4, 3, seed=1), SoftmaxAtLogits()])
-    report = gradcheck.gradcheck(model, CrossEntropy(), batch[0], batch[1] % 3)
+    report = gradcheck(model, CrossEntropy(), batch[0], batch[1] % 3)
     path = plot_check(report, tmp_path / "check.png")
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
@@ -691,7 +686,7 @@ def test_check_jacobian_of_references(seed_file):
         load_function("missing_file.py:f")
     with pytest.raises(ValueError, match="MODULE:FUNCTION"):
         load_function("no_colon")
-    assert load_function("chainrule.functional:softmax") is softmax
+    assert load_function("chainrule.nn.functional:softmax") is softmax
 
 
 def test_cli_check_passes_and_writes_json(tmp_path, capsys):

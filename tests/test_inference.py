@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 import chainrule
-from chainrule import Sequential, inference
+from chainrule import Sequential
 from chainrule.cli import main
-from chainrule.datasets import load as load_dataset
-from chainrule.functional import log_softmax
+from chainrule.io import inference
+from chainrule.io.datasets import load as load_dataset
+from chainrule.nn.functional import log_softmax
 from model_examples import OUTPUTS, every_layer_model, train_iris_model
 
 

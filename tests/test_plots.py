@@ -1,4 +1,4 @@
-"""chainrule.plots: each picture renders (Agg) to a real PNG; a clear error without matplotlib."""
+"""chainrule.explain.plots: each picture renders (Agg) to a PNG; clear error without matplotlib."""
 
 from __future__ import annotations
 
@@ -10,15 +10,11 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from chainrule import plots
 from chainrule.cli import main
-from chainrule.explain import (
-    digits_example,
-    explain_backprop,
-    explain_softmax_cross_entropy,
-    loss_for,
-)
-from chainrule.training import History
+from chainrule.experiment import digits_example
+from chainrule.explain import plots
+from chainrule.explain.backprop import explain_backprop, explain_softmax_cross_entropy, loss_for
+from chainrule.nn.training import History
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -22,10 +22,10 @@ from chainrule import (
     Sequential,
     SoftmaxCrossEntropy,
     mlp,
-    serialization,
 )
 from chainrule.cli import main
-from chainrule.functional import softmax
+from chainrule.io import serialization
+from chainrule.nn.functional import softmax
 from model_examples import OUTPUTS, every_layer_model, train_iris_model
 
 

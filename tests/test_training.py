@@ -9,7 +9,7 @@ import pytest
 import chainrule as cr
 from chainrule import experiment
 from chainrule.cli import main
-from chainrule.training import class_indices
+from chainrule.nn.training import class_indices
 
 
 @pytest.fixture(scope="module")

@@ -3,35 +3,58 @@
 Every derivative is exposed: softmax with its full Jacobian and an O(C) vector-Jacobian
 product, layers whose ``backward`` sits next to their ``forward``, losses on probabilities and
 fused on logits, and a gradient checker that names the classic mistakes.
+
+The package has four wings, each a subpackage: ``nn`` (the network), ``check`` (checking
+derivatives), ``explain`` (derivations and plots) and ``io`` (datasets, model files, export);
+``estimator``, ``experiment`` and ``cli`` sit on top. ``import chainrule`` imports none of
+scikit-learn, SciPy, matplotlib, tqdm, torch or onnx: each is imported where it is used.
 """
 
-from chainrule import gradcheck
-from chainrule.estimator import MLPClassifier
+from typing import TYPE_CHECKING
+
+from chainrule._version import __version__
+from chainrule.check import (
+    check_gradient,
+    check_jacobian,
+    check_layer,
+    gradcheck,
+    numerical_gradient,
+    numerical_jacobian,
+)
 from chainrule.explain import explain_backprop, explain_softmax_cross_entropy
-from chainrule.functional import (
+from chainrule.io import datasets, load, save
+from chainrule.nn import (
+    SGD,
+    Adam,
+    CrossEntropy,
+    Dense,
+    History,
+    Layer,
+    LogSoftmax,
+    Loss,
+    MSELoss,
+    NLLLoss,
+    Optimizer,
+    ReLU,
+    Scaler,
+    Sequential,
+    Sigmoid,
+    Softmax,
+    SoftmaxCrossEntropy,
+    Tanh,
+    evaluate,
+    fit,
     log_softmax,
     logsumexp,
+    mlp,
     sigmoid,
     softmax,
     softmax_jacobian,
     softmax_vjp,
 )
-from chainrule.gradcheck import (
-    check_gradient,
-    check_jacobian,
-    check_layer,
-    numerical_gradient,
-    numerical_jacobian,
-)
-from chainrule.layers import Dense, Layer, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
-from chainrule.losses import CrossEntropy, Loss, MSELoss, NLLLoss, SoftmaxCrossEntropy
-from chainrule.network import Sequential, mlp
-from chainrule.optimizers import SGD, Adam, Optimizer
-from chainrule.preprocessing import Scaler
-from chainrule.serialization import load, save
-from chainrule.training import History, evaluate, fit
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:
+    from chainrule.estimator import MLPClassifier
 
 __all__ = [
     "SGD",
@@ -57,6 +80,7 @@ __all__ = [
     "check_gradient",
     "check_jacobian",
     "check_layer",
+    "datasets",
     "evaluate",
     "explain_backprop",
     "explain_softmax_cross_entropy",
@@ -74,3 +98,20 @@ __all__ = [
     "softmax_jacobian",
     "softmax_vjp",
 ]
+
+# Names whose modules import scikit-learn: loaded on first use (PEP 562), not by `import chainrule`.
+_LAZY = {"MLPClassifier": "chainrule.estimator"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'chainrule' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

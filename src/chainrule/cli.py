@@ -13,20 +13,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from chainrule import (
-    __version__,
-    datasets,
-    experiment,
-    explain,
-    export,
-    gradcheck,
-    inference,
-    plots,
-    serialization,
-)
-from chainrule.datasets import DATASET_NAMES
-from chainrule.network import ACTIVATIONS
-from chainrule.preprocessing import SCALINGS
+from chainrule import experiment
+from chainrule._version import __version__
+from chainrule.check import usercode
+from chainrule.check.report import Report
+from chainrule.explain import backprop, plots
+from chainrule.io import datasets, export, inference, serialization
+from chainrule.io.datasets import DATASET_NAMES
+from chainrule.nn.network import ACTIVATIONS
+from chainrule.nn.preprocessing import SCALINGS
 
 __all__ = ["main"]
 
@@ -216,17 +211,17 @@ def _explain(args: argparse.Namespace) -> int:
         if args.model:
             raise ValueError("--model goes with --network, not --logits")
         target = args.label if args.label is not None else args.target
-        derivation = explain.explain_softmax_cross_entropy(args.logits, target)
+        derivation = backprop.explain_softmax_cross_entropy(args.logits, target)
         draw = plots.plot_softmax_jacobian
     else:
         if args.target is not None or args.label is not None:
             raise ValueError("--network takes the sample's own label; use --sample to pick it")
         if args.model:
             model = serialization.load(args.model)
-            x, label = explain.dataset_example(model, args.data, args.sample)
+            x, label = experiment.dataset_example(model, args.data, args.sample)
         else:
-            model, x, label = explain.digits_example(args.sample)
-        derivation = explain.explain_backprop(model, explain.loss_for(model), x, label)
+            model, x, label = experiment.digits_example(args.sample)
+        derivation = backprop.explain_backprop(model, backprop.loss_for(model), x, label)
         draw = plots.plot_gradients
     if args.plot:
         plots.check_plot_path(args.plot)
@@ -272,13 +267,13 @@ def _add_report_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    report = gradcheck.check_network(args.data, tuple(args.hidden), args.activation,
+    report = experiment.check_network(args.data, tuple(args.hidden), args.activation,
                                      args.seed, args.batch_size, sample=args.sample,
                                      fast=args.fast)
     return _print_report(report, args)
 
 
-def _print_report(report: gradcheck.Report, args: argparse.Namespace) -> int:
+def _print_report(report: Report, args: argparse.Namespace) -> int:
     if args.plot:
         plots.check_plot_path(args.plot)
     sweep = report.eps_sweep() if args.sweep else None
@@ -311,7 +306,7 @@ def _add_check_jacobian(subparsers: argparse._SubParsersAction) -> None:
                     "status 0 when it passes, 1 when not.")
     parser.add_argument("function", metavar="MODULE:FUNCTION",
                         help="e.g. my_net.py:softmax_prime")
-    parser.add_argument("--of", required=True, choices=sorted(gradcheck.REFERENCES),
+    parser.add_argument("--of", required=True, choices=sorted(usercode.REFERENCES),
                         help="the function whose Jacobian FUNCTION claims to compute")
     parser.add_argument("--size", type=int, default=4, help="vector length (default: "
                                                             "%(default)s)")
@@ -328,8 +323,8 @@ def _add_check_jacobian(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check_jacobian(args: argparse.Namespace) -> int:
-    function = gradcheck.load_function(args.function)
-    report = gradcheck.check_jacobian_of(function, args.of, args.size, args.batch, args.takes,
+    function = usercode.load_function(args.function)
+    report = usercode.check_jacobian_of(function, args.of, args.size, args.batch, args.takes,
                                          args.seed)
     return _print_report(report, args)
 

@@ -18,12 +18,12 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from chainrule.functional import log_softmax
-from chainrule.losses import SoftmaxCrossEntropy
-from chainrule.network import ACTIVATIONS, mlp
-from chainrule.optimizers import SGD, Adam, Optimizer
-from chainrule.preprocessing import SCALINGS
-from chainrule.training import class_indices, fit
+from chainrule.nn.functional import log_softmax
+from chainrule.nn.losses import SoftmaxCrossEntropy
+from chainrule.nn.network import ACTIVATIONS, mlp
+from chainrule.nn.optimizers import SGD, Adam, Optimizer
+from chainrule.nn.preprocessing import SCALINGS
+from chainrule.nn.training import class_indices, fit
 
 __all__ = ["MLPClassifier"]
 

@@ -1,4 +1,10 @@
-"""One training run: load, split, build, fit, evaluate — what ``chainrule train`` does."""
+"""Runs on a dataset: what ``chainrule train``, ``check`` and ``explain --network`` do.
+
+:func:`run` loads, splits, builds, fits and evaluates; :func:`check_network` gradient-checks
+the network ``train`` would build; :func:`digits_example` and :func:`dataset_example` pick the
+sample that ``explain --network`` walks through. Everything here loads data, so it sits above
+the ``nn``, ``check``, ``explain`` and ``io`` wings.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +12,26 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
-from chainrule import datasets
-from chainrule.losses import SoftmaxCrossEntropy
-from chainrule.network import Sequential, mlp
-from chainrule.optimizers import SGD, Adam, Optimizer
-from chainrule.training import History, fit
+from chainrule.check.network import gradcheck
+from chainrule.check.report import Report
+from chainrule.io import datasets
+from chainrule.nn.losses import SoftmaxCrossEntropy
+from chainrule.nn.network import Sequential, mlp
+from chainrule.nn.optimizers import SGD, Adam, Optimizer
+from chainrule.nn.preprocessing import Scaler
+from chainrule.nn.training import History, class_indices, encode_labels, fit
 
-__all__ = ["OPTIMIZERS", "TrainConfig", "TrainResult", "make_optimizer", "run"]
+__all__ = [
+    "OPTIMIZERS",
+    "TrainConfig",
+    "TrainResult",
+    "check_network",
+    "dataset_example",
+    "digits_example",
+    "make_optimizer",
+    "run",
+]
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -64,6 +81,8 @@ def make_optimizer(name: str, lr: float) -> Optimizer:
 
 def split(X: np.ndarray, y: np.ndarray, test_size: float, seed: int):
     """Stratified train/test split: ``X_train, X_test, y_train, y_test``."""
+    from sklearn.model_selection import train_test_split  # ~0.3 s: only when splitting
+
     return train_test_split(X, y, test_size=test_size, stratify=y, random_state=seed)
 
 
@@ -85,3 +104,54 @@ def run(config: TrainConfig = TrainConfig(), progress: bool = True) -> TrainResu
                   patience=config.patience, scaling=config.scaling)
     accuracy = float(np.mean(model.predict(X_test) == y_test))
     return TrainResult(model, history, accuracy, len(y_test), time.perf_counter() - start)
+
+
+def check_network(data: str = "digits", hidden: tuple[int, ...] = (64,),
+                  activation: str = "relu", seed: int = 0, batch_size: int = 16,
+                  **options: object) -> Report:
+    """``gradcheck`` of the ``mlp`` that ``chainrule train`` builds, on a small batch of ``data``.
+
+    Inputs are standardised; ``batch_size`` rows are drawn with ``seed``; ``options`` go to
+    :func:`gradcheck` (``sample``, ``fast``, ``atol``, ``rtol``, ``eps``).
+    """
+    X, y = datasets.load(data)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    n_classes = len(np.unique(y))
+    labels, _ = encode_labels(y, n_classes)
+    rows = np.random.default_rng(seed).choice(len(X), size=min(batch_size, len(X)),
+                                              replace=False)
+    X_batch = Scaler.fit(X, "standard").transform(X)[rows]
+    model = mlp(X.shape[1], hidden, n_classes, activation=activation, seed=seed)
+    report = gradcheck(model, SoftmaxCrossEntropy(), X_batch, labels[rows], seed=seed,
+                       **options)
+    report.title += f" — {data}, hidden {list(hidden)} {activation}"
+    return report
+
+
+def digits_example(sample: int = 0, hidden: int = 4, seed: int = 0) -> tuple[Sequential,
+                                                                            np.ndarray, int]:
+    """``(model, x, label)``: the tiny network ``Dense(64→hidden) → Sigmoid → Dense(hidden→10)
+    → Softmax`` (untrained, seeded) and digits image ``sample``, pixels scaled to [0, 1].
+
+    What ``chainrule explain --network`` explains, with ``CrossEntropy`` as the loss.
+    """
+    images, _ = datasets.load("digits")
+    model = mlp(images.shape[1], [hidden], 10, activation="sigmoid", output="softmax",
+                seed=seed)
+    model.preprocessing = Scaler.fit(images, "minmax")
+    return (model, *dataset_example(model, "digits", sample))
+
+
+def dataset_example(model: Sequential, data: str = "digits", sample: int = 0) -> tuple[
+        np.ndarray, int]:
+    """``(x, label)``: row ``sample`` of dataset ``data`` prepared for ``model`` (its recorded
+    scaling applied) and its label as a class index of the model's outputs."""
+    inputs, labels = datasets.load(data)
+    if not 0 <= sample < len(inputs):
+        raise ValueError(f"sample must be in 0..{len(inputs) - 1}, got {sample}")
+    label = labels[sample]
+    if model.classes is not None:
+        label = class_indices(model.classes, labels[sample:sample + 1],
+                              f"the model's classes (sample {sample}):")[0]
+    return model.prepare(inputs[sample:sample + 1])[0], int(label)

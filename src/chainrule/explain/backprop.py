@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from chainrule import datasets
-from chainrule.derivation import Derivation, Step, format_number
-from chainrule.functional import log_softmax, softmax, softmax_jacobian
-from chainrule.layers import Dense, Layer, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
-from chainrule.losses import CrossEntropy, Loss, MSELoss, NLLLoss, SoftmaxCrossEntropy
-from chainrule.network import Sequential, mlp
-from chainrule.preprocessing import Scaler
-from chainrule.training import class_indices
+from chainrule.explain.derivation import Derivation, Step, format_number
+from chainrule.nn.functional import log_softmax, softmax, softmax_jacobian
+from chainrule.nn.layers import Dense, Layer, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from chainrule.nn.losses import CrossEntropy, Loss, MSELoss, NLLLoss, SoftmaxCrossEntropy
+from chainrule.nn.network import Sequential
 
-__all__ = ["dataset_example", "digits_example", "explain_backprop",
-           "explain_softmax_cross_entropy", "loss_for"]
+__all__ = ["explain_backprop", "explain_softmax_cross_entropy", "loss_for"]
 
 NUMERICAL_STEP = 1e-6  # central-difference step h for the numerical derivative
 
@@ -320,31 +316,3 @@ def loss_for(model: Sequential) -> Loss:
     if isinstance(last, LogSoftmax):
         return NLLLoss()
     return SoftmaxCrossEntropy()
-
-
-def digits_example(sample: int = 0, hidden: int = 4, seed: int = 0) -> tuple[Sequential,
-                                                                            np.ndarray, int]:
-    """``(model, x, label)``: the tiny network ``Dense(64→hidden) → Sigmoid → Dense(hidden→10)
-    → Softmax`` (untrained, seeded) and digits image ``sample``, pixels scaled to [0, 1].
-
-    What ``chainrule explain --network`` explains, with ``CrossEntropy`` as the loss.
-    """
-    images, _ = datasets.load("digits")
-    model = mlp(images.shape[1], [hidden], 10, activation="sigmoid", output="softmax",
-                seed=seed)
-    model.preprocessing = Scaler.fit(images, "minmax")
-    return (model, *dataset_example(model, "digits", sample))
-
-
-def dataset_example(model: Sequential, data: str = "digits", sample: int = 0) -> tuple[
-        np.ndarray, int]:
-    """``(x, label)``: row ``sample`` of dataset ``data`` prepared for ``model`` (its recorded
-    scaling applied) and its label as a class index of the model's outputs."""
-    inputs, labels = datasets.load(data)
-    if not 0 <= sample < len(inputs):
-        raise ValueError(f"sample must be in 0..{len(inputs) - 1}, got {sample}")
-    label = labels[sample]
-    if model.classes is not None:
-        label = class_indices(model.classes, labels[sample:sample + 1],
-                              f"the model's classes (sample {sample}):")[0]
-    return model.prepare(inputs[sample:sample + 1])[0], int(label)

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from chainrule.functional import softmax
-from chainrule.layers import Dense, Layer, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
-from chainrule.preprocessing import Scaler
+from chainrule.nn.functional import softmax
+from chainrule.nn.layers import Dense, Layer, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from chainrule.nn.preprocessing import Scaler
 
 if TYPE_CHECKING:
     import torch
@@ -162,16 +162,16 @@ class Sequential:
         return indices if self.classes is None else self.classes[indices]
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the model to a safetensors file, atomically (``chainrule.serialization.save``);
+        """Write the model to a safetensors file, atomically (``chainrule.io.serialization.save``);
         ``chainrule.load(path)`` reads it back."""
-        from chainrule.serialization import save
+        from chainrule.io.serialization import save
 
         return save(self, path)
 
     def to_torch(self, include_preprocessing: bool = False) -> torch.nn.Sequential:
         """An equivalent ``torch.nn.Sequential`` with the same weights
-        (``chainrule.export.to_torch``; needs ``pip install torch``)."""
-        from chainrule.export import to_torch
+        (``chainrule.io.export.to_torch``; needs ``pip install torch``)."""
+        from chainrule.io.export import to_torch
 
         return to_torch(self, include_preprocessing)
 

@@ -12,10 +12,10 @@ import io
 
 import numpy as np
 
-from chainrule.layers import LogSoftmax, Softmax
-from chainrule.losses import CrossEntropy, Loss, NLLLoss, SoftmaxCrossEntropy
-from chainrule.network import Sequential
-from chainrule.training import class_indices, evaluate
+from chainrule.nn.layers import LogSoftmax, Softmax
+from chainrule.nn.losses import CrossEntropy, Loss, NLLLoss, SoftmaxCrossEntropy
+from chainrule.nn.network import Sequential
+from chainrule.nn.training import class_indices, evaluate
 
 __all__ = ["evaluate_model", "predictions_csv"]
 

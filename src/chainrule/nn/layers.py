@@ -1,7 +1,7 @@
 """Layers: each ``backward`` sits under its ``forward``, with ``jacobian`` as the explicit spec.
 
 The layer protocol (anything following it can be put in a ``Sequential`` and checked by
-``chainrule.gradcheck``):
+``chainrule.check``):
 
 - ``forward(x)``: ``x`` of shape ``(B, n_in)`` -> ``y`` of shape ``(B, n_out)``; caches what
   ``backward`` needs (and nothing more);
@@ -18,8 +18,8 @@ import math
 
 import numpy as np
 
-from chainrule.errors import NonFiniteError
-from chainrule.functional import log_softmax, sigmoid, softmax, softmax_jacobian, softmax_vjp
+from chainrule.nn.errors import NonFiniteError
+from chainrule.nn.functional import log_softmax, sigmoid, softmax, softmax_jacobian, softmax_vjp
 
 __all__ = ["Dense", "Layer", "LogSoftmax", "ReLU", "Sigmoid", "Softmax", "Tanh"]
 

@@ -1,6 +1,6 @@
 """Checking one layer: its ``backward`` against central differences of its own ``forward``.
 
-Works for any object following the layer protocol of :mod:`chainrule.layers`. The input
+Works for any object following the layer protocol of :mod:`chainrule.nn.layers`. The input
 gradient comes from per-row Jacobians with every row perturbed at once; parameters are
 differenced an entry at a time, or a row at a time when an entry ``[r, j]`` moves only
 output column ``j`` (verified, see :func:`_column_aligned_contractions`).
@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from chainrule.diagnosis import diagnose_gradient, diagnose_jacobian
-from chainrule.numerical import CHUNK_ELEMENTS, as_float64, rowwise_jacobian, steps_for
-from chainrule.report import DEFAULT_ATOL, DEFAULT_RTOL, Report, Row
+from chainrule.check.diagnosis import diagnose_gradient, diagnose_jacobian
+from chainrule.check.numerical import CHUNK_ELEMENTS, as_float64, rowwise_jacobian, steps_for
+from chainrule.check.report import DEFAULT_ATOL, DEFAULT_RTOL, Report, Row
 
 __all__ = ["check_layer", "claimed_jacobian", "layer_rows", "probe", "random_direction",
            "to_float64"]
@@ -230,13 +230,13 @@ def check_layer(layer: object, x: np.ndarray, grad_out: np.ndarray | None = None
                 sample: int | None = None, seed: int = 0) -> Report:
     """Check ``layer.backward`` (input and every parameter gradient) against its ``forward``.
 
-    Works for any object following the layer protocol (see :mod:`chainrule.layers`). With
+    Works for any object following the layer protocol (see :mod:`chainrule.nn.layers`). With
     upstream ``g`` (random, seeded, unless ``grad_out`` is given) the numeric input gradient
     is ``g_b · J_b`` with per-row Jacobians ``J`` from central differences of ``forward``,
     and the numeric ``∂/∂θ_p = Σ g ⊙ ∂forward(x)/∂θ_p``. ``sample=K`` checks K random
     entries per parameter. The layer is copied (float64), never modified.
 
-    >>> from chainrule.layers import Softmax
+    >>> from chainrule.nn.layers import Softmax
     >>> check_layer(Softmax(), np.array([[1.75, 1.75]])).passed
     True
     """

@@ -23,16 +23,8 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine
 
 DATASET_NAMES: tuple[str, ...] = ("digits", "iris", "wine", "breast_cancer", "mnist-5k")
-
-_SKLEARN_LOADERS = {
-    "digits": load_digits,
-    "iris": load_iris,
-    "wine": load_wine,
-    "breast_cancer": load_breast_cancer,
-}
 
 _WHAT_LOAD_ACCEPTS = (
     f"a dataset name ({', '.join(DATASET_NAMES)}) or a path to a .npz file, a .csv file, "
@@ -146,7 +138,10 @@ def _load_builtin(name: str) -> tuple[np.ndarray, np.ndarray]:
             ) from error
         X, y = mnist_data()  # 5000 rows of 28 * 28 = 784 pixels in 0..255
     else:
-        X, y = _SKLEARN_LOADERS[name](return_X_y=True)
+        # scikit-learn's loaders are imported here, not at import time: they cost ~0.8 s.
+        import sklearn.datasets
+
+        X, y = getattr(sklearn.datasets, f"load_{name}")(return_X_y=True)
     return np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64)
 
 

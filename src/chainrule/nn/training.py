@@ -7,13 +7,12 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from chainrule.errors import NonFiniteError
-from chainrule.losses import Loss
-from chainrule.network import Sequential
-from chainrule.optimizers import Optimizer
-from chainrule.preprocessing import Scaler
+from chainrule.nn.errors import NonFiniteError
+from chainrule.nn.losses import Loss
+from chainrule.nn.network import Sequential
+from chainrule.nn.optimizers import Optimizer
+from chainrule.nn.preprocessing import Scaler
 
 __all__ = ["History", "class_indices", "encode_labels", "evaluate", "fit"]
 
@@ -133,9 +132,13 @@ def fit(
             rng.shuffle(order)
         snapshot = model.get_weights()
         total_loss, correct = 0.0, 0
-        bar = tqdm(range(0, len(X), batch_size), desc=f"epoch {epoch + 1}/{epochs}",
-                   unit="batch", leave=False, disable=not progress or not sys.stderr.isatty())
-        for batch_index, begin in enumerate(bar):
+        batches, bar = range(0, len(X), batch_size), None
+        if progress and sys.stderr.isatty():
+            from tqdm.auto import tqdm  # imported only when a bar is drawn
+
+            batches = bar = tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
+                                 leave=False)
+        for batch_index, begin in enumerate(batches):
             if shuffle:
                 rows = order[begin:begin + batch_size]
                 # Gather the batch into reused buffers instead of allocating a copy per batch;
@@ -156,9 +159,10 @@ def fit(
             optimizer.step(model)
             total_loss += batch_loss * len(xb) if loss.reduction == "mean" else batch_loss
             correct += _n_correct(output, yb)
-            if not bar.disable:
+            if bar is not None:
                 bar.set_postfix_str(f"loss={total_loss / (begin + len(xb)):.4f}", refresh=False)
-        bar.close()
+        if bar is not None:
+            bar.close()
         if not _params_finite(model):
             _diverged(model, snapshot, f"parameters became non-finite in epoch {epoch + 1}")
         history.epoch.append(epoch)

@@ -14,8 +14,8 @@ import warnings
 
 import numpy as np
 
-from chainrule.errors import NonFiniteError
-from chainrule.functional import log_softmax
+from chainrule.nn.errors import NonFiniteError
+from chainrule.nn.functional import log_softmax
 
 __all__ = ["CrossEntropy", "Loss", "MSELoss", "NLLLoss", "SoftmaxCrossEntropy"]
 

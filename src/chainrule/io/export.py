@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from chainrule.layers import Dense, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
-from chainrule.network import Sequential
-from chainrule.serialization import write_bytes_atomically
+from chainrule.io.serialization import write_bytes_atomically
+from chainrule.nn.layers import Dense, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from chainrule.nn.network import Sequential
 
 if TYPE_CHECKING:
     import onnx

@@ -1,151 +1,37 @@
-"""Gradient checking that points at the wrong layer and entry, and names the mistake.
+"""The whole-network gradient check, which points at the wrong layer and entry.
 
-Numeric derivatives (:mod:`chainrule.numerical`) are central differences
-``(f(x + h) - f(x - h)) / 2h`` in float64 with ``h = ∛ε · max(1, |x|)`` (ε the float64
-machine epsilon) unless ``eps`` is given. Analytic and numeric values are compared with the
-relative error of :mod:`chainrule.report`: ``|a - n| / max(|a|, |n|, atol / rtol) <= rtol``,
-defaults ``rtol = 1e-5``, ``atol = 1e-8``. Failures are named from the catalogue of
-:mod:`chainrule.diagnosis`; single layers are checked by :mod:`chainrule.layercheck`.
-
->>> import numpy as np
->>> from chainrule.functional import softmax, softmax_jacobian
->>> z = np.array([1.75, 1.75])
->>> check_jacobian(softmax, lambda z: softmax_jacobian(softmax(z)), z).passed
-True
->>> check_jacobian(softmax, softmax_jacobian, z).diagnosis[0].identifier  # at z, not at a
-'evaluated_at_input'
+:func:`gradcheck` checks every parameter gradient of a ``Sequential`` against numeric
+derivatives of the loss (:mod:`chainrule.check.numerical`), and each layer in isolation
+(:mod:`chainrule.check.layercheck`) so that a failure is traced to the layer that causes it;
+``fast=True`` first compares the slope along one random direction.
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-import importlib
-import importlib.util
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
-from chainrule import datasets, layers
-from chainrule.diagnosis import diagnose_gradient, diagnose_jacobian
-from chainrule.functional import log_softmax, sigmoid, softmax
-from chainrule.layercheck import (
-    check_layer,
+from chainrule.check.diagnosis import diagnose_gradient
+from chainrule.check.layercheck import (
     claimed_jacobian,
     layer_rows,
     probe,
     random_direction,
     to_float64,
 )
-from chainrule.losses import Loss, SoftmaxCrossEntropy
-from chainrule.network import Sequential, mlp
-from chainrule.numerical import (
-    STEP,
-    as_float64,
-    numerical_gradient,
-    numerical_jacobian,
-    rowwise_jacobian,
-)
-from chainrule.preprocessing import Scaler
-from chainrule.report import DEFAULT_ATOL, DEFAULT_RTOL, Report, Row
-from chainrule.training import encode_labels
+from chainrule.check.numerical import STEP, as_float64, numerical_gradient
+from chainrule.check.report import DEFAULT_ATOL, DEFAULT_RTOL, Report, Row
+from chainrule.nn import layers
+from chainrule.nn.losses import Loss
+from chainrule.nn.network import Sequential
 
-__all__ = [
-    "REFERENCES",
-    "Report",
-    "check_gradient",
-    "check_jacobian",
-    "check_jacobian_of",
-    "check_layer",
-    "check_network",
-    "gradcheck",
-    "load_function",
-    "numerical_gradient",
-    "numerical_jacobian",
-]
+__all__ = ["gradcheck"]
 
 _BUILT_IN_LAYERS = layers.__name__  # their layers are copied shallowly, see _Float64Copy
 _CACHED_MOVES = 1 << 16  # directions up to this many entries are drawn once per shape
-
-
-def check_jacobian(f: Callable[[np.ndarray], np.ndarray],
-                   jacobian_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
-                   atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
-                   eps: float | None = None, seed: int = 0) -> Report:
-    """Check a claimed Jacobian ``jacobian_fn(x)`` against central differences of ``f``.
-
-    ``x`` ``(n,)``: ``f(x)`` ``(m,)`` and the claim ``(m, n)``. ``x`` ``(B, n)``: ``f`` is
-    applied row-wise, ``f(x)`` is ``(B, m)`` and the claim holds per-row Jacobians
-    ``(B, m, n)``. On failure the report's ``diagnosis`` names the matching classic mistakes.
-
-    >>> from chainrule.functional import softmax
-    >>> def softmax_prime(a):  # only the diagonal: the cross terms are missing
-    ...     return np.diag(a * (1 - a))
-    >>> report = check_jacobian(softmax, lambda z: softmax_prime(softmax(z)), np.array([1.0, 2.0]))
-    >>> [d.identifier for d in report.diagnosis]
-    ['diagonal_only']
-    """
-    x = as_float64("x", x)
-    if x.ndim not in (1, 2) or x.size == 0:
-        raise ValueError(f"x must be a vector (n,) or a batch of rows (B, n), got {x.shape}")
-    with np.errstate(all="ignore"):  # a non-finite f(x) gets the clearer error below
-        y = as_float64("f(x)", f(x))
-    expected = (y.size, x.size) if x.ndim == 1 else (*y.shape, x.shape[1])
-    if x.ndim == 2 and (y.ndim != 2 or len(y) != len(x)):
-        raise ValueError(f"for a batch x {x.shape}, f must be row-wise and return (B, m); "
-                         f"got f(x) of shape {y.shape}")
-    claimed = as_float64("jacobian_fn(x)", jacobian_fn(x))
-    if claimed.shape != expected:
-        kind = "(m, n)" if x.ndim == 1 else "per-row Jacobians (B, m, n)"
-        raise ValueError(f"jacobian_fn(x) has shape {claimed.shape}; expected {kind} = "
-                         f"{expected} for x {x.shape} and f(x) {y.shape}")
-    if x.ndim == 1:
-        numeric = numerical_jacobian(f, x, eps).reshape(expected)
-    else:
-        numeric = rowwise_jacobian(f, x, eps)
-    rng = np.random.default_rng(seed)
-    upstream, direction = rng.standard_normal(y.shape), random_direction(rng, x.shape)
-    # slope of φ(t) = Σ upstream ⊙ f(x + t·direction): Σ_rows upstreamᵀ J direction
-    slope = float(np.sum(upstream.reshape(*expected[:-1], 1) * claimed
-                         * direction.reshape(*expected[:-2], 1, -1)))
-    row = Row("Jacobian", claimed, numeric, atol, rtol,
-              probe=(lambda t: float(np.sum(upstream * f(x + t * direction))), slope))
-    if not row.passed:
-        row.diagnosis = diagnose_jacobian(claimed, numeric, x, y)
-    return Report(f"check_jacobian: {getattr(f, '__name__', 'f')} at x {x.shape}", [row],
-                  cause=None if row.passed else row.name)
-
-
-def check_gradient(f: Callable[[np.ndarray], float], grad_fn: Callable[[np.ndarray], np.ndarray],
-                   x: np.ndarray, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
-                   eps: float | None = None, seed: int = 0) -> Report:
-    """Check a claimed gradient ``grad_fn(x)`` of a scalar ``f`` against central differences.
-
-    For ``x`` a batch ``(B, ...)`` a gradient ``B`` times too large is diagnosed as
-    ``missing_batch_mean`` (summed where the loss averages).
-
-    >>> check_gradient(lambda v: float(np.mean(v ** 2)), lambda v: 2 * v,
-    ...                np.ones((4, 2))).diagnosis[0].identifier
-    'scaled'
-    """
-    x = as_float64("x", x)
-    value = np.asarray(f(x))
-    if value.size != 1:
-        raise ValueError(f"f must return a scalar, got shape {value.shape}")
-    claimed = as_float64("grad_fn(x)", grad_fn(x))
-    if claimed.shape != x.shape:
-        raise ValueError(f"grad_fn(x) has shape {claimed.shape}; expected x's shape {x.shape}")
-    numeric = numerical_gradient(lambda point: float(f(point)), x, eps)
-    direction = random_direction(np.random.default_rng(seed), x.shape)
-    row = Row("gradient", claimed, numeric, atol, rtol,
-              probe=(lambda t: float(f(x + t * direction)), float(np.sum(claimed * direction))))
-    if not row.passed:
-        batch = x.shape[0] if x.ndim >= 2 else None
-        row.diagnosis = diagnose_gradient(claimed, numeric, batch)
-    return Report(f"check_gradient: {getattr(f, '__name__', 'f')} at x {x.shape}", [row],
-                  cause=None if row.passed else row.name)
 
 
 def _random_moves(seed: int, directions: int, size: int) -> np.ndarray:
@@ -179,7 +65,7 @@ class _Float64Copy:
 
     ``point`` holds every parameter, then the entries of ``extra`` (the fast check moves the
     input with the parameters); ``gradient`` is laid out alike. Layers of
-    :mod:`chainrule.layers` hold only parameters, gradients and the arrays of their last
+    :mod:`chainrule.nn.layers` hold only parameters, gradients and the arrays of their last
     forward (rebound, never written into): they are copied shallowly, with parameters and
     gradients that ARE views of ``point`` and ``gradient`` (10x cheaper than ``deepcopy``,
     and nothing to copy per evaluation). Any other layer, a subclass included, is
@@ -413,93 +299,3 @@ def _traced_report(title: str, rows: list[Row], per_layer: list[list[Row]], loss
                      "does not chain them correctly")
         return Report(title, rows, None, "network backward", notes)
     return Report(title, rows, None, None, notes)
-
-
-
-# Reference functions for check-jacobian, all row-wise along the last axis.
-REFERENCES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "softmax": softmax,
-    "log_softmax": log_softmax,
-    "sigmoid": sigmoid,
-    "tanh": np.tanh,
-    "relu": lambda z: np.maximum(z, 0),
-}
-
-
-def check_jacobian_of(jacobian_fn: Callable[[np.ndarray], np.ndarray], of: str, size: int = 4,
-                      batch: int | None = None, takes: str = "input", seed: int = 0,
-                      atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL) -> Report:
-    """Check a user's Jacobian of a reference function (``of``: a key of ``REFERENCES``).
-
-    ``jacobian_fn`` receives random pre-activations ``z`` (``takes="input"``) or the
-    activations ``f(z)`` (``takes="output"``): a vector ``(size,)``, or a batch
-    ``(batch, size)`` returning per-row Jacobians. ReLU inputs stay 0.1 away from the kink.
-    """
-    if of not in REFERENCES:
-        raise ValueError(f"of must be one of {sorted(REFERENCES)}, got {of!r}")
-    if takes not in ("input", "output"):
-        raise ValueError(f"takes must be 'input' or 'output', got {takes!r}")
-    if size < 1 or (batch is not None and batch < 1):
-        raise ValueError(f"size and batch must be >= 1, got {size} and {batch}")
-    function = REFERENCES[of]
-    rng = np.random.default_rng(seed)
-    z = 1.5 * rng.standard_normal(size if batch is None else (batch, size))
-    if of == "relu":
-        z = np.sign(z) * (0.1 + np.abs(z))
-    claimed = jacobian_fn if takes == "input" else lambda point: jacobian_fn(function(point))
-    report = check_jacobian(function, claimed, z, atol, rtol, seed=seed)
-    name = getattr(jacobian_fn, "__name__", "jacobian_fn")
-    report.title = (f"check-jacobian: {name} vs the Jacobian of {of} at z {z.shape} "
-                    f"(given {'z' if takes == 'input' else f'{of}(z)'})")
-    return report
-
-
-def load_function(spec: str) -> Callable:
-    """``"path/to/file.py:name"`` or ``"package.module:name"`` -> the named callable."""
-    module_name, _, attribute = spec.rpartition(":")
-    if not module_name or not attribute:
-        raise ValueError(f"expected MODULE:FUNCTION (MODULE a .py path or a module), got {spec!r}")
-    path = Path(module_name)
-    as_file = module_name.endswith(".py") or path.is_file()
-    if as_file and not path.is_file():
-        raise FileNotFoundError(f"no such file: {module_name}")
-    # The file's folder (or the working directory) is importable while it loads, so that
-    # it can import its neighbours.
-    folder = str(path.resolve().parent if as_file else Path.cwd())
-    sys.path.insert(0, folder)
-    try:
-        if as_file:
-            module_spec = importlib.util.spec_from_file_location(path.stem, path)
-            module = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(module_name)
-    finally:
-        sys.path.remove(folder)
-    function = getattr(module, attribute, None)
-    if not callable(function):
-        raise ValueError(f"{module_name} has no function {attribute!r}")
-    return function
-
-
-def check_network(data: str = "digits", hidden: tuple[int, ...] = (64,),
-                  activation: str = "relu", seed: int = 0, batch_size: int = 16,
-                  **options: object) -> Report:
-    """``gradcheck`` of the ``mlp`` that ``chainrule train`` builds, on a small batch of ``data``.
-
-    Inputs are standardised; ``batch_size`` rows are drawn with ``seed``; ``options`` go to
-    :func:`gradcheck` (``sample``, ``fast``, ``atol``, ``rtol``, ``eps``).
-    """
-    X, y = datasets.load(data)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    n_classes = len(np.unique(y))
-    labels, _ = encode_labels(y, n_classes)
-    rows = np.random.default_rng(seed).choice(len(X), size=min(batch_size, len(X)),
-                                              replace=False)
-    X_batch = Scaler.fit(X, "standard").transform(X)[rows]
-    model = mlp(X.shape[1], hidden, n_classes, activation=activation, seed=seed)
-    report = gradcheck(model, SoftmaxCrossEntropy(), X_batch, labels[rows], seed=seed,
-                       **options)
-    report.title += f" — {data}, hidden {list(hidden)} {activation}"
-    return report

@@ -2,8 +2,8 @@
 
 A failing Jacobian or gradient is compared with wrong versions of the correct one
 (transposed, evaluated at the input, diagonal overwritten, ...); the matches are returned
-as :class:`~chainrule.report.Diagnosis` entries with a stable ``identifier`` from
-``CATALOGUE``. The checks themselves live in :mod:`chainrule.gradcheck`.
+as :class:`~chainrule.check.report.Diagnosis` entries with a stable ``identifier`` from
+``CATALOGUE``. The checks themselves live in :mod:`chainrule.check`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chainrule.report import DEFAULT_RTOL, Diagnosis, relative_error
+from chainrule.check.report import DEFAULT_RTOL, Diagnosis, relative_error
 
 __all__ = ["CATALOGUE", "diagnose_gradient", "diagnose_jacobian"]
 

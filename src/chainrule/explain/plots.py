@@ -17,9 +17,9 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from chainrule.derivation import Derivation
-    from chainrule.report import Report
-    from chainrule.training import History
+    from chainrule.check.report import Report
+    from chainrule.explain.derivation import Derivation
+    from chainrule.nn.training import History
 
 __all__ = ["check_plot_path", "new_figure", "plot_check", "plot_gradients", "plot_history",
            "plot_softmax_jacobian", "require_matplotlib", "save_figure"]

@@ -33,9 +33,10 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
-from chainrule.layers import Dense, Layer, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
-from chainrule.network import Sequential
-from chainrule.preprocessing import Scaler
+from chainrule._version import __version__
+from chainrule.nn.layers import Dense, Layer, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from chainrule.nn.network import Sequential
+from chainrule.nn.preprocessing import Scaler
 
 __all__ = [
     "FORMAT_VERSION",
@@ -145,7 +146,7 @@ def _encode(model: Sequential) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     metadata = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
-        "chainrule_version": _chainrule_version(),
+        "chainrule_version": __version__,
         "dtype": np.dtype(model.dtype).name,
         "architecture": json.dumps(architecture),
         "classes": json.dumps(_encode_classes(model.classes)),
@@ -199,7 +200,7 @@ def _decode(path: Path, metadata: dict[str, str], tensors: dict[str, np.ndarray]
     if int(version) > FORMAT_VERSION:
         raise ValueError(f"{path}: model file format version {version} was written by a newer "
                          f"chainrule ({metadata.get('chainrule_version', '?')}); this one "
-                         f"({_chainrule_version()}) reads versions up to {FORMAT_VERSION}: "
+                         f"({__version__}) reads versions up to {FORMAT_VERSION}: "
                          "upgrade chainrule")
     fields = {key: _json_field(path, metadata, key)
               for key in ("architecture", "classes", "preprocessing")}
@@ -304,9 +305,3 @@ def _decode_classes(path: Path, classes: Any) -> np.ndarray | None:
     if values.ndim != 1:
         raise ValueError(f"{path}: class labels must be a flat list, got {classes['values']!r}")
     return values
-
-
-def _chainrule_version() -> str:
-    from chainrule import __version__
-
-    return __version__
