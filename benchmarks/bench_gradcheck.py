@@ -60,7 +60,7 @@ def numpy_loop(model, loss, X, y) -> Callable[[], bool]:
         loss.forward(model.forward(X), y)
         model.backward(loss.backward())
         passed = True
-        for _, param, grad in model.named_parameters():
+        for param, grad in zip(model.parameters(), model.grads.values(), strict=True):
             analytic = grad.copy()
             flat = param.reshape(-1)
             for i in range(flat.size):

@@ -33,7 +33,7 @@ def every_layer_model(output: type[Layer] | None = None, dtype=np.float64) -> Se
         layers.append(output())
     model = Sequential(layers)
     rng = np.random.default_rng(5)
-    for _, param, _ in model.named_parameters():
+    for param in model.parameters():
         param[...] = rng.normal(size=param.shape)  # nonzero biases too
     return model
 

@@ -20,6 +20,41 @@ def test_parameter_keys_shapes_and_repr():
     assert model.params["0.W"] is model.layers[0].params["W"]  # live arrays
 
 
+def test_named_parameters_are_pairs_like_torch_and_grads_come_by_name(rng):
+    model = small_mlp()
+    pairs = list(model.named_parameters())
+    assert [name for name, _ in pairs] == ["0.W", "0.b", "2.W", "2.b", "4.W", "4.b"]
+    assert all(len(pair) == 2 for pair in pairs)
+    assert pairs[2][1] is model.layers[2].params["W"]
+    assert [param for param in model.parameters()][2] is pairs[2][1]
+    loss = cr.SoftmaxCrossEntropy()
+    loss.forward(model.forward(rng.normal(size=(3, 6))), np.array([0, 1, 2]))
+    model.backward(loss.backward())
+    grads = list(model.named_grads())
+    assert [name for name, _ in grads] == [name for name, _ in pairs]
+    assert grads[2][1] is model.layers[2].grads["W"] and np.any(grads[2][1] != 0)
+    pytest.importorskip("torch")
+    torch_names = [name for name, _ in model.to_torch().named_parameters()]
+    assert [name.replace("weight", "W").replace("bias", "b") for name in torch_names] == \
+        [name for name, _ in pairs]
+
+
+def test_sequential_takes_layers_as_arguments_or_a_list_and_mlp_an_int_hidden():
+    layers = [cr.Dense(3, 2, seed=0), cr.ReLU(), cr.Dense(2, 2, seed=1)]
+    as_arguments, as_list = cr.Sequential(*layers), cr.Sequential(layers)
+    assert as_arguments.layers == as_list.layers == layers
+    assert cr.Sequential(tuple(layers)).layers == layers
+    assert cr.Sequential(layers[0]).layers == [layers[0]]
+    model = cr.mlp(3, 2, 2, seed=0)
+    assert [type(layer).__name__ for layer in model] == ["Dense", "ReLU", "Dense"]
+    assert model.params["0.W"].shape == (3, 2) and model.params["2.W"].shape == (2, 2)
+    np.testing.assert_array_equal(model.params["0.W"], cr.mlp(3, [2], 2, seed=0).params["0.W"])
+    with pytest.raises(TypeError, match=r"layer 1 is .*ReLU.*pass an instance: ReLU\(\)"):
+        cr.Sequential(cr.Dense(3, 2), cr.ReLU, cr.Dense(2, 2))
+    with pytest.raises(ValueError, match="at least one layer"):
+        cr.Sequential()
+
+
 def test_network_gradients_match_finite_differences(numeric_jacobian, rng):
     model = small_mlp()
     loss = cr.SoftmaxCrossEntropy()

@@ -219,7 +219,7 @@ def gradcheck(model: Sequential, loss: Loss, X: np.ndarray, y: np.ndarray,
     loss.forward(activations[-1], y)
     loss_grad = as_float64(f"{loss_name}.backward()", loss.backward())
     model.backward(loss_grad.copy())
-    network_grads = {key: grad.copy() for key, _, grad in model.named_parameters()}
+    network_grads = {key: grad.copy() for key, grad in model.named_grads()}
     outputs = activations[-1]
     direction = random_direction(rng, outputs.shape)
     loss_row = Row(f"loss {loss_name} ∂L/∂output", loss_grad,

@@ -142,7 +142,7 @@ def _encode(model: Sequential) -> tuple[dict[str, np.ndarray], dict[str, str]]:
         if isinstance(layer, Dense):
             entry["n_in"], entry["n_out"] = (int(size) for size in layer.params["W"].shape)
         architecture.append(entry)
-    tensors = {key: np.ascontiguousarray(param) for key, param, _ in model.named_parameters()}
+    tensors = {key: np.ascontiguousarray(param) for key, param in model.named_parameters()}
     metadata = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),

@@ -29,15 +29,24 @@ class Sequential:
     inputs and apply the recorded ``preprocessing`` first (set by ``fit(scaling=...)``), and
     ``predict`` maps class indices to the recorded ``classes``.
 
-    >>> model = Sequential([Dense(4, 8, seed=0), ReLU(), Dense(8, 3, seed=1)])
+    Layers are given as arguments, ``Sequential(l1, l2, ...)``, or as one list.
+
+    >>> model = Sequential(Dense(4, 8, seed=0), ReLU(), Dense(8, 3, seed=1))
     >>> model.forward(np.ones((2, 4))).shape
     (2, 3)
     """
 
-    def __init__(self, layers: Sequence[Layer]) -> None:
-        self.layers = list(layers)
+    def __init__(self, *layers: Layer | Sequence[Layer]) -> None:
+        if len(layers) == 1 and not isinstance(layers[0], Layer):
+            layers = tuple(layers[0])
+        self.layers: list[Layer] = list(layers)
         if not self.layers:
             raise ValueError("Sequential: needs at least one layer")
+        for index, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                hint = (f"; pass an instance: {layer.__name__}()" if isinstance(layer, type)
+                        and issubclass(layer, Layer) else "")
+                raise TypeError(f"Sequential: layer {index} is {layer!r}, not a Layer{hint}")
         self.preprocessing: Scaler | None = None
         self.classes: np.ndarray | None = None
 
@@ -72,31 +81,43 @@ class Sequential:
                 raise ValueError(f"layer {index}: {error}") from None
         return grad_out
 
-    def named_parameters(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-        """``(key, param, grad)`` for every parameter, keys like ``"0.W"`` (layer index.name)."""
+    def named_parameters(self) -> Iterator[tuple[str, np.ndarray]]:
+        """``(name, param)`` for every live parameter array, names like ``"0.W"``
+        (layer index.parameter), as in PyTorch."""
         for index, layer in enumerate(self.layers):
             for name, param in layer.params.items():
-                yield f"{index}.{name}", param, layer.grads[name]
+                yield f"{index}.{name}", param
+
+    def named_grads(self) -> Iterator[tuple[str, np.ndarray]]:
+        """``(name, grad)`` for every parameter's gradient from the last ``backward``, in the
+        order and with the names of ``named_parameters``."""
+        for index, layer in enumerate(self.layers):
+            for name in layer.params:
+                yield f"{index}.{name}", layer.grads[name]
+
+    def parameters(self) -> Iterator[np.ndarray]:
+        """Every live parameter array, in the order of ``named_parameters``."""
+        for _, param in self.named_parameters():
+            yield param
 
     @property
     def params(self) -> dict[str, np.ndarray]:
         """Every live parameter array, by key ``"<layer index>.<name>"``."""
-        return {key: param for key, param, _ in self.named_parameters()}
+        return dict(self.named_parameters())
 
     @property
     def grads(self) -> dict[str, np.ndarray]:
         """Every parameter gradient from the last ``backward``, keyed like ``params``."""
-        return {key: grad for key, _, grad in self.named_parameters()}
+        return dict(self.named_grads())
 
     @property
     def n_params(self) -> int:
-        return sum(param.size for _, param, _ in self.named_parameters())
+        return sum(param.size for param in self.parameters())
 
     @property
     def dtype(self) -> np.dtype:
         """The parameters' dtype (float64 when the network has no parameters)."""
-        return next((param.dtype for _, param, _ in self.named_parameters()),
-                    np.dtype(np.float64))
+        return next((param.dtype for param in self.parameters()), np.dtype(np.float64))
 
     @property
     def input_width(self) -> int | None:
@@ -178,7 +199,7 @@ class Sequential:
 
 def mlp(
     n_in: int,
-    hidden: Sequence[int],
+    hidden: int | Sequence[int],
     n_out: int,
     activation: str = "relu",
     output: str | None = None,
@@ -187,10 +208,16 @@ def mlp(
 ) -> Sequential:
     """A multi-layer perceptron ``Dense → act → … → Dense [→ output]``.
 
+    ``hidden``: the hidden widths, e.g. ``[16, 8]``, or one int for one hidden layer.
     ``output``: None (logits, to train with ``SoftmaxCrossEntropy``), ``"softmax"`` or
     ``"log_softmax"``. ReLU layers get He initialisation, the others Glorot. Layer seeds
     derive from ``seed``.
+
+    >>> [type(layer).__name__ for layer in mlp(3, 2, 2)]
+    ['Dense', 'ReLU', 'Dense']
     """
+    if isinstance(hidden, int | np.integer):
+        hidden = [int(hidden)]
     if activation not in ACTIVATIONS:
         raise ValueError(f"mlp: activation must be one of {sorted(ACTIVATIONS)}, "
                          f"got {activation!r}")

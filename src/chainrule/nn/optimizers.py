@@ -40,7 +40,8 @@ class Optimizer:
 
     def step(self, model) -> None:
         """Update every parameter of ``model`` (a ``Sequential``) in place."""
-        entries = list(model.named_parameters())
+        entries = [(key, param, grad) for (key, param), (_, grad)
+                   in zip(model.named_parameters(), model.named_grads(), strict=True)]
         layout = [(key, param.shape, param.dtype) for key, param, _ in entries]
         if (entries and len({dtype for _, _, dtype in layout}) == 1
                 and sum(param.size for _, param, _ in entries) <= self._FLAT_LIMIT):
