@@ -238,11 +238,16 @@ class SoftmaxCrossEntropy(_ClassificationLoss):
             self._warn_if_probabilities(logits)
         picked -= np.log(sums)
         norm = len(labels) if self.reduction == "mean" else 1
-        loss = -float(np.add.reduce(picked)) / norm
-        if math.isinf(loss):
-            row = int(np.flatnonzero(np.isneginf(picked))[0])
-            raise ValueError(f"{self!r}: label {labels[row]} of row {row} has probability 0 "
-                             "(masked logit): the loss is infinite")
+        with np.errstate(over="ignore"):
+            loss = -float(np.add.reduce(picked)) / norm
+            if math.isinf(loss):
+                masked = np.flatnonzero(np.isneginf(picked))
+                if len(masked):
+                    raise ValueError(f"{self!r}: label {labels[masked[0]]} of row {masked[0]} "
+                                     "has probability 0 (masked logit): the loss is infinite")
+                # Only the sum overflowed (log-probabilities near -1e308): the mean may not.
+                # What overflows even so is returned as inf, as PyTorch does.
+                loss = -float(np.add.reduce(picked / norm))
         sums *= norm
         probs /= sums[:, None]
         probs[rows, labels] -= 1 / norm
@@ -345,10 +350,22 @@ class MSELoss(Loss):
         if target.shape != output.shape:
             raise ValueError(f"{self!r}: target shape {target.shape} does not match output "
                              f"shape {output.shape}")
-        diff = output - target
-        norm = diff.size if self.reduction == "mean" else 1
+        if not np.isfinite(output).all():
+            row, col = np.argwhere(~np.isfinite(output))[0]
+            raise NonFiniteError(f"{self!r}: output[{row}, {col}] is {output[row, col]}")
+        if not np.isfinite(target).all():
+            row, col = np.argwhere(~np.isfinite(target))[0]
+            raise ValueError(f"{self!r}: target[{row}, {col}] is {target[row, col]}; targets "
+                             "must be finite")
+        with np.errstate(over="ignore"):
+            diff = output - target
+            norm = diff.size if self.reduction == "mean" else 1
+            loss = float(np.sum(diff * diff) / norm)
+        if not math.isfinite(loss):
+            raise NonFiniteError(f"{self!r}: the squared error overflows {diff.dtype} (largest "
+                                 f"|output - target| {np.abs(diff).max():.3g})")
         self._grad = 2 * diff / norm
-        return float(np.sum(diff * diff) / norm)
+        return loss
 
 
 @functools.lru_cache(maxsize=32)

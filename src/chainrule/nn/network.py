@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from chainrule.nn.errors import at_layer
 from chainrule.nn.functional import softmax
 from chainrule.nn.layers import Dense, Layer, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from chainrule.nn.preprocessing import Scaler
@@ -69,7 +70,7 @@ class Sequential:
             try:
                 x = layer.forward(x)
             except ValueError as error:
-                raise ValueError(f"layer {index}: {error}") from None
+                raise at_layer(index, error) from None
         return x
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
@@ -78,7 +79,7 @@ class Sequential:
             try:
                 grad_out = self.layers[index].backward(grad_out)
             except ValueError as error:
-                raise ValueError(f"layer {index}: {error}") from None
+                raise at_layer(index, error) from None
         return grad_out
 
     def named_parameters(self) -> Iterator[tuple[str, np.ndarray]]:

@@ -27,7 +27,7 @@ class Optimizer:
     def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
         if not lr > 0:
             raise ValueError(f"{type(self).__name__}: lr must be > 0, got {lr}")
-        if weight_decay < 0:
+        if not weight_decay >= 0:  # NaN too
             raise ValueError(f"{type(self).__name__}: weight_decay must be >= 0, "
                              f"got {weight_decay}")
         self.lr = lr

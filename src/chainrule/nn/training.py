@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from chainrule.nn.errors import NonFiniteError
+from chainrule.nn.errors import NonFiniteError, at_layer
 from chainrule.nn.losses import Loss
 from chainrule.nn.network import Sequential
 from chainrule.nn.optimizers import Optimizer
@@ -59,9 +61,16 @@ def encode_labels(y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray
     return indices.astype(np.int64), classes
 
 
+# A batch loss above RUNAWAY_FACTOR times the first epoch's mean batch loss (taken as at
+# least 1) is runaway divergence, as is one beyond float32's range: healthy training moves
+# within a few orders of magnitude of where it starts (digits: 2.3 down to 5e-8, back up to 9).
+RUNAWAY_FACTOR = 1e6
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 # Divergence is detected and reported as one FloatingPointError (below), so NumPy's
 # overflow/invalid warnings along the way would only be noise.
-@np.errstate(over="ignore", invalid="ignore")
+@np.errstate(over="ignore", invalid="ignore", divide="ignore")
 def fit(
     model: Sequential,
     loss: Loss,
@@ -76,6 +85,7 @@ def fit(
     progress: bool = True,
     patience: int | None = None,
     scaling: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> History:
     """Train ``model`` by mini-batch backpropagation; returns the per-epoch ``History``.
 
@@ -83,8 +93,16 @@ def fit(
     ``model.classes``) or target rows ``(N, C)``. ``scaling="standard"|"minmax"`` fits a
     ``Scaler`` on ``X``, records it as ``model.preprocessing`` and trains on scaled inputs.
     ``patience=k`` stops when validation loss has not improved for k epochs and restores the
-    best weights. Training follows the model's dtype. A non-finite loss raises
-    ``FloatingPointError`` naming epoch and batch, with the model at finite parameters.
+    best weights. ``checkpoint=path`` saves the model (``model.save``, atomic) after every
+    epoch that improves the validation loss (the training loss without validation data).
+    Training follows the model's dtype.
+
+    Divergence — a NaN or infinite value anywhere, or a runaway batch loss (see
+    ``RUNAWAY_FACTOR``) — raises ``FloatingPointError`` naming epoch, batch and what went
+    wrong, with the model at finite parameters: the best weights when ``patience`` tracks
+    them, else those from the start of that epoch. On ``KeyboardInterrupt`` the best weights
+    are restored likewise (when tracked; else the model keeps its current weights) and the
+    interrupt is re-raised; either exception carries the epochs so far as ``.history``.
 
     >>> from chainrule import Dense, SGD, SoftmaxCrossEntropy
     >>> model = Sequential([Dense(2, 2, seed=0)])
@@ -103,18 +121,18 @@ def fit(
         raise ValueError(f"fit: X has {len(X)} rows and y has {len(y)}; need the same, > 0")
     if scaling is not None:
         model.preprocessing = Scaler.fit(X, scaling)
-    X = model.prepare(X)
-    if not np.isfinite(np.sum(X)):
-        row, col = np.argwhere(~np.isfinite(X))[0]
-        raise ValueError(f"fit: X[{row}, {col}] is {X[row, col]}; inputs must be finite")
+    X = _finite_inputs(model.prepare(X), "X")
     n_classes = model.output_width(X.shape[1])
     classes = y.ndim == 1
     if classes:
         y, model.classes = encode_labels(y, n_classes)
     validation = None
     if validation_data is not None:
-        X_val = model.prepare(validation_data[0])
-        y_val = np.asarray(validation_data[1])
+        X_val, y_val = (np.asarray(part) for part in validation_data)
+        if len(X_val) != len(y_val) or len(X_val) == 0:
+            raise ValueError(f"fit: validation_data has {len(X_val)} rows of inputs and "
+                             f"{len(y_val)} targets; need the same, > 0")
+        X_val = _finite_inputs(model.prepare(X_val), "validation X")
         if classes:
             y_val = class_indices(model.classes, y_val, "the classes seen in training:")
         validation = (X_val, y_val)
@@ -125,63 +143,92 @@ def fit(
     X_batch = np.empty((min(batch_size, len(X)), X.shape[1]), dtype=X.dtype)
     y_batch = np.empty((min(batch_size, len(X)), *y.shape[1:]), dtype=y.dtype)
     best_loss, best_weights, waited = np.inf, None, 0
+    first_epoch_losses: list[float] = []  # the runaway test's reference
     first_trainable = next((index for index, layer in enumerate(model.layers) if layer.params),
                            len(model.layers))
-    for epoch in range(epochs):
-        if shuffle:
-            rng.shuffle(order)
-        snapshot = model.get_weights()
-        total_loss, correct = 0.0, 0
-        batches, bar = range(0, len(X), batch_size), None
-        if progress and sys.stderr.isatty():
-            from tqdm.auto import tqdm  # imported only when a bar is drawn
-
-            batches = bar = tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
-                                 leave=False)
-        for batch_index, begin in enumerate(batches):
+    try:
+        for epoch in range(epochs):
             if shuffle:
-                rows = order[begin:begin + batch_size]
-                # Gather the batch into reused buffers instead of allocating a copy per batch;
-                # mode="clip" (the rows are valid anyway) lets take write into `out` unbuffered.
-                xb = np.take(X, rows, axis=0, out=X_batch[:len(rows)], mode="clip")
-                yb = np.take(y, rows, axis=0, out=y_batch[:len(rows)], mode="clip")
-            else:
-                xb, yb = X[begin:begin + batch_size], y[begin:begin + batch_size]  # views
-            try:
-                output = model.forward(xb)
-                batch_loss = loss.forward(output, yb)
-            except NonFiniteError:
-                batch_loss = np.nan  # X was checked finite up front: the training diverged
-            if not np.isfinite(batch_loss):
-                _diverged(model, snapshot, f"loss became {batch_loss} at epoch {epoch + 1}, "
-                                           f"batch {batch_index + 1}")
-            _backward_to_params(model, loss.backward(), first_trainable)
-            optimizer.step(model)
-            total_loss += batch_loss * len(xb) if loss.reduction == "mean" else batch_loss
-            correct += _n_correct(output, yb)
-            if bar is not None:
-                bar.set_postfix_str(f"loss={total_loss / (begin + len(xb)):.4f}", refresh=False)
-        if bar is not None:
-            bar.close()
-        if not _params_finite(model):
-            _diverged(model, snapshot, f"parameters became non-finite in epoch {epoch + 1}")
-        history.epoch.append(epoch)
-        history.history["loss"].append(total_loss / len(X))
-        if classes or y.ndim == 2:
-            history.history["accuracy"].append(correct / len(X))
-        if validation is not None:
-            val_loss, val_accuracy = evaluate(model, loss, *validation, batch_size=1024)
-            history.history["val_loss"].append(val_loss)
-            history.history["val_accuracy"].append(val_accuracy)
-            if patience is not None:
-                if val_loss < best_loss:
-                    best_loss, best_weights, waited = val_loss, model.get_weights(), 0
-                    history.best_epoch = epoch
+                rng.shuffle(order)
+            snapshot = model.get_weights()
+            total_loss, correct = 0.0, 0
+            batches, bar = range(0, len(X), batch_size), None
+            if progress and _is_terminal(sys.stderr):
+                from tqdm.auto import tqdm  # imported only when a bar is drawn
+
+                batches = bar = tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
+                                     leave=False)
+            for batch_index, begin in enumerate(batches):
+                if shuffle:
+                    rows = order[begin:begin + batch_size]
+                    # Gather the batch into reused buffers instead of allocating a copy per
+                    # batch; mode="clip" (the rows are valid anyway) lets take write into
+                    # `out` unbuffered.
+                    xb = np.take(X, rows, axis=0, out=X_batch[:len(rows)], mode="clip")
+                    yb = np.take(y, rows, axis=0, out=y_batch[:len(rows)], mode="clip")
                 else:
-                    waited += 1
-                    if waited > patience:
-                        history.stopped_early = True
-                        break
+                    xb, yb = X[begin:begin + batch_size], y[begin:begin + batch_size]  # views
+                try:
+                    output = model.forward(xb)
+                    batch_loss = loss.forward(output, yb)
+                    problem = _loss_problem(batch_loss, first_epoch_losses)
+                    if problem is None:
+                        _backward_to_params(model, loss.backward(), first_trainable)
+                except NonFiniteError as error:  # X is finite: the training diverged
+                    problem = str(error)
+                if problem is not None:
+                    if epoch == 0 and batch_index == 0:
+                        _overflow_before_training(model, xb, problem)
+                    _diverged(model, best_weights if best_weights is not None else snapshot,
+                              f"epoch {epoch + 1}, batch {batch_index + 1}: {problem}",
+                              history, history.best_epoch if best_weights is not None else None,
+                              epoch)
+                if epoch == 0:
+                    first_epoch_losses.append(batch_loss)
+                optimizer.step(model)
+                total_loss += batch_loss * len(xb) if loss.reduction == "mean" else batch_loss
+                correct += _n_correct(output, yb)
+                if bar is not None:
+                    bar.set_postfix_str(f"loss={total_loss / (begin + len(xb)):.4f}",
+                                        refresh=False)
+            if bar is not None:
+                bar.close()
+            if not _params_finite(model):
+                _diverged(model, best_weights if best_weights is not None else snapshot,
+                          f"epoch {epoch + 1}, after its last batch: parameters "
+                          f"{_non_finite_params(model)} became non-finite", history,
+                          history.best_epoch if best_weights is not None else None, epoch)
+            if epoch == 0:
+                first_epoch_losses[:] = [float(np.mean(first_epoch_losses))]
+            history.epoch.append(epoch)
+            history.history["loss"].append(total_loss / len(X))
+            if classes or y.ndim == 2:
+                history.history["accuracy"].append(correct / len(X))
+            monitored = history.loss[-1]
+            if validation is not None:
+                val_loss, val_accuracy = evaluate(model, loss, *validation, batch_size=1024)
+                history.history["val_loss"].append(val_loss)
+                history.history["val_accuracy"].append(val_accuracy)
+                monitored = val_loss
+            if patience is None and checkpoint is None:
+                continue
+            if monitored < best_loss:
+                best_loss, waited, history.best_epoch = monitored, 0, epoch
+                if patience is not None:
+                    best_weights = model.get_weights()
+                if checkpoint is not None:
+                    model.save(checkpoint)
+            elif patience is not None:
+                waited += 1
+                if waited > patience:
+                    history.stopped_early = True
+                    break
+    except KeyboardInterrupt as interrupt:
+        if best_weights is not None:
+            model.set_weights(best_weights)
+        history.seconds = time.perf_counter() - start
+        interrupt.history = history
+        raise
     if best_weights is not None:
         model.set_weights(best_weights)
     history.seconds = time.perf_counter() - start
@@ -236,7 +283,7 @@ def _backward_to_params(model: Sequential, grad_out: np.ndarray, first_trainable
             else:
                 getattr(layer, "_backward_params", layer.backward)(grad_out)
         except ValueError as error:
-            raise ValueError(f"layer {index}: {error}") from None
+            raise at_layer(index, error) from None
 
 
 def _n_correct(output: np.ndarray, target: np.ndarray) -> int:
@@ -245,18 +292,70 @@ def _n_correct(output: np.ndarray, target: np.ndarray) -> int:
     return int(np.count_nonzero(predicted == expected))
 
 
-def _params_finite(model: Sequential) -> bool:
-    return all(np.isfinite(np.sum(param)) for param in model.params.values())
+def _is_terminal(stream: object) -> bool:
+    """Whether ``stream`` is an open terminal (False for None: ``sys.stderr`` when closed)."""
+    try:
+        return bool(stream is not None and stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed file
+        return False
 
 
-def _diverged(model: Sequential, snapshot: dict[str, np.ndarray], what: str) -> None:
-    """Raise ``FloatingPointError``, leaving the model at finite parameters.
+def _finite_inputs(X: np.ndarray, name: str) -> np.ndarray:
+    """``X``, after checking that every entry is finite (one sum; the search only if not)."""
+    if not np.isfinite(np.sum(X)) and not np.isfinite(X).all():
+        row, col = np.argwhere(~np.isfinite(X))[0]
+        raise ValueError(f"fit: {name}[{row}, {col}] is {X[row, col]}; inputs must be finite")
+    return X
 
-    The current ones are kept when finite, else those from the start of the epoch.
+
+def _loss_problem(batch_loss: float, first_epoch_losses: list[float]) -> str | None:
+    """What is wrong with ``batch_loss`` (non-finite or runaway), or None.
+
+    The reference is the first epoch's mean batch loss (during it, of its batches so far).
     """
-    restored = not _params_finite(model)
-    if restored:
-        model.set_weights(snapshot)
-    where = "restored to the start of that epoch" if restored else "at its last parameters"
-    raise FloatingPointError(f"fit: {what}; the model is {where}, all finite "
-                             "(lower the learning rate?)")
+    if not math.isfinite(batch_loss):
+        return f"the loss became {batch_loss}"
+    if batch_loss > _FLOAT32_MAX:
+        return f"the loss reached {batch_loss:.3g}, beyond float32's range (runaway)"
+    if first_epoch_losses:
+        reference = sum(first_epoch_losses) / len(first_epoch_losses)
+        if batch_loss > RUNAWAY_FACTOR * max(reference, 1.0):
+            return (f"the loss reached {batch_loss:.3g}, over {RUNAWAY_FACTOR:.0e} times the "
+                    f"first epoch's mean batch loss {reference:.3g} (runaway)")
+    return None
+
+
+def _params_finite(model: Sequential) -> bool:
+    # A sum is NaN or inf when any entry is (or, rarely, when huge entries overflow it).
+    return all(np.isfinite(np.sum(param)) or np.isfinite(param).all()
+               for param in model.params.values())
+
+
+def _non_finite_params(model: Sequential) -> str:
+    return ", ".join(key for key, param in model.params.items() if not np.isfinite(param).all())
+
+
+def _overflow_before_training(model: Sequential, xb: np.ndarray, problem: str) -> None:
+    """The first batch's forward pass is not finite before any update: the inputs or the
+    initial weights are too large, which is no divergence but a ``ValueError``."""
+    largest_param = max((float(np.abs(param).max()) for param in model.params.values()),
+                        default=0.0)
+    raise ValueError(f"fit: the first batch gives a non-finite result before any update "
+                     f"({problem}); largest |input| {np.abs(xb).max():.3g}, largest |parameter| "
+                     f"{largest_param:.3g}: scale the inputs (scaling='standard')")
+
+
+def _diverged(model: Sequential, weights: dict[str, np.ndarray], what: str, history: History,
+              best_epoch: int | None, epoch: int) -> None:
+    """Raise ``FloatingPointError`` (with ``.history``), leaving the model at ``weights``:
+    the best ones (from ``best_epoch``) or those from the start of ``epoch`` (0-based)."""
+    bad = _non_finite_params(model)
+    if bad and "parameters" not in what:
+        what += f"; non-finite parameters: {bad}"
+    model.set_weights(weights)
+    where = (f"restored to its best weights (epoch {best_epoch + 1})" if best_epoch is not None
+             else f"restored to its weights from the start of epoch {epoch + 1}")
+    error = FloatingPointError(f"fit: training diverged at {what}; the model is {where}, all "
+                               "finite (lower the learning rate?)")
+    error.history = history
+    raise error
