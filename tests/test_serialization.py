@@ -24,7 +24,7 @@ from chainrule import (
     mlp,
 )
 from chainrule.cli import main
-from chainrule.io import serialization
+from chainrule.io import files, serialization
 from chainrule.nn.functional import softmax
 from model_examples import OUTPUTS, every_layer_model, train_iris_model
 
@@ -304,7 +304,7 @@ def test_interrupted_save_keeps_the_old_file(tmp_path: Path, monkeypatch, except
     good.save(path)
     good_bytes = path.read_bytes()
     other = mlp(4, [8], 3, seed=9)
-    monkeypatch.setattr(serialization, "_write_payload", half_then(exception))
+    monkeypatch.setattr(files, "_write_payload", half_then(exception))
     with pytest.raises(type(exception)):
         other.save(path)
     assert path.read_bytes() == good_bytes

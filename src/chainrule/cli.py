@@ -18,10 +18,11 @@ from chainrule._version import __version__
 from chainrule.check import usercode
 from chainrule.check.report import Report
 from chainrule.explain import backprop, plots
-from chainrule.io import datasets, export, inference, serialization
+from chainrule.io import datasets, export, files, inference, serialization
 from chainrule.io.datasets import DATASET_NAMES
 from chainrule.nn.network import ACTIVATIONS
 from chainrule.nn.preprocessing import SCALINGS
+from chainrule.nn.training import History
 
 __all__ = ["main"]
 
@@ -77,6 +78,9 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--plot", metavar="PATH",
                         help="draw loss and accuracy per epoch, training and held-out, to this "
                              "image, e.g. curves.png (needs matplotlib)")
+    parser.add_argument("--checkpoint", metavar="MODEL",
+                        help="while training, save the model to this safetensors file after "
+                             "every epoch that improves the held-out loss (kept on Ctrl-C)")
     parser.set_defaults(handler=_train)
 
 
@@ -86,20 +90,43 @@ def _train(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         seed=args.seed, test_size=args.test_size,
         scaling=None if args.scaling == "none" else args.scaling, dtype=args.dtype,
-        patience=args.patience)
+        patience=args.patience, checkpoint=args.checkpoint)
+    # Fail before training, not after.
+    for option in ("out", "checkpoint"):
+        if getattr(args, option):
+            files.check_output_path(getattr(args, option), f"--{option}")
     if args.plot:
-        plots.check_plot_path(args.plot)  # fail before training, not after
-    print(f"training on {config.data}: hidden {list(config.hidden)} {config.activation}, "
-          f"{config.optimizer} lr={config.lr}, {config.epochs} epochs", file=sys.stderr)
-    result = experiment.run(config, progress=not args.quiet)
-    print(result.summary())
+        _check_plot_path(args.plot)
+    _note(f"training on {config.data}: hidden {list(config.hidden)} {config.activation}, "
+          f"{config.optimizer} lr={config.lr}, {config.epochs} epochs")
+    try:
+        result = experiment.run(config, progress=not args.quiet)
+    except KeyboardInterrupt as interrupt:
+        _note(f"chainrule train: interrupted; {_kept(getattr(interrupt, 'history', None), args)}")
+        return 130
+    _result(result.summary())
     if args.out:
         result.model.save(args.out)
-        print(f"saved the model to {args.out}", file=sys.stderr)
+        _note(f"saved the model to {args.out}")
     if args.plot:
         plots.plot_history(result.history, args.plot)
-        print(f"wrote {args.plot}", file=sys.stderr)
+        _note(f"wrote {args.plot}")
     return 0
+
+
+def _kept(history: History | None, args: argparse.Namespace) -> str:
+    """What an interrupted ``train`` leaves behind, for its last message."""
+    if history is None:
+        return "training had not started; nothing was saved"
+    done = f"{len(history.epoch)} epoch(s) completed"
+    unsaved = f"; {args.out} was not written" if args.out else ""
+    if args.checkpoint and history.best_epoch is not None:
+        return (f"{done}; {args.checkpoint} holds the best model, from epoch "
+                f"{history.best_epoch + 1} (held-out loss "
+                f"{history.val_loss[history.best_epoch]:.4f}){unsaved}")
+    hint = "nothing was saved yet" if args.checkpoint else "nothing was saved (--checkpoint " \
+        "PATH keeps the best model while training)"
+    return f"{done}; {hint}{unsaved}"
 
 
 def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
@@ -119,7 +146,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     model = serialization.load(args.model)
     X, y = datasets.load(args.data)
     loss, accuracy = inference.evaluate_model(model, X, y)
-    print(f"accuracy: {accuracy:.4f}  loss: {loss:.4f}  ({len(y)} samples)")
+    _result(f"accuracy: {accuracy:.4f}  loss: {loss:.4f}  ({len(y)} samples)")
     return 0
 
 
@@ -139,14 +166,16 @@ def _add_predict(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    if args.out:
+        files.check_output_path(args.out, "--out")
     model = serialization.load(args.model)
     X = datasets.load_inputs(args.inputs, model.input_width)
     if args.out:
         serialization.write_bytes_atomically(
             args.out, inference.predictions_csv(model, X).encode())
-        print(f"wrote {len(X)} predictions to {args.out}", file=sys.stderr)
+        _note(f"wrote {len(X)} predictions to {args.out}")
     else:
-        print("\n".join(str(label) for label in model.predict(X).tolist()))
+        _result("\n".join(str(label) for label in model.predict(X).tolist()))
     return 0
 
 
@@ -165,9 +194,10 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
+    files.check_output_path(args.onnx, "--onnx")
     model = serialization.load(args.model)
     export.to_onnx(model, args.onnx, dtype=args.dtype)
-    print(f"wrote {args.onnx}", file=sys.stderr)
+    _note(f"wrote {args.onnx}")
     return 0
 
 
@@ -224,13 +254,13 @@ def _explain(args: argparse.Namespace) -> int:
         derivation = backprop.explain_backprop(model, backprop.loss_for(model), x, label)
         draw = plots.plot_gradients
     if args.plot:
-        plots.check_plot_path(args.plot)
+        _check_plot_path(args.plot)
     rendering = {"text": str, "markdown": type(derivation).to_markdown,
                  "latex": type(derivation).to_latex}[args.format]
-    print(rendering(derivation))
+    _result(rendering(derivation))
     if args.plot:
         draw(derivation, args.plot)
-        print(f"wrote {args.plot}", file=sys.stderr)
+        _note(f"wrote {args.plot}")
     return 0 if derivation.agrees else 1
 
 
@@ -266,7 +296,21 @@ def _add_report_options(parser: argparse.ArgumentParser) -> None:
                              "image, e.g. check.png (needs matplotlib)")
 
 
+def _check_report_paths(args: argparse.Namespace) -> None:
+    """``--json PATH`` and ``--plot PATH`` must be writable before the check runs."""
+    if args.json not in (None, "-"):
+        files.check_output_path(args.json, "--json")
+    if args.plot:
+        _check_plot_path(args.plot)
+
+
+def _check_plot_path(path: str) -> None:
+    plots.check_plot_path(path)
+    files.check_output_path(path, "--plot")
+
+
 def _check(args: argparse.Namespace) -> int:
+    _check_report_paths(args)
     report = experiment.check_network(args.data, tuple(args.hidden), args.activation,
                                      args.seed, args.batch_size, sample=args.sample,
                                      fast=args.fast)
@@ -274,26 +318,24 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _print_report(report: Report, args: argparse.Namespace) -> int:
-    if args.plot:
-        plots.check_plot_path(args.plot)
     sweep = report.eps_sweep() if args.sweep else None
     if args.json is None:
-        print(report)
+        _result(report)
         if sweep is not None:
-            print(sweep)
+            _result(sweep)
     else:
         data = report.to_dict()
         if sweep is not None:
             data["eps_sweep"] = sweep.to_dict()
         text = json.dumps(data, indent=2, ensure_ascii=False)
         if args.json == "-":
-            print(text)
+            _result(text)
         else:
             Path(args.json).write_text(text + "\n", encoding="utf-8")
-            print(f"wrote {args.json}", file=sys.stderr)
+            _note(f"wrote {args.json}")
     if args.plot:
         plots.plot_check(report, args.plot)
-        print(f"wrote {args.plot}", file=sys.stderr)
+        _note(f"wrote {args.plot}")
     return 0 if report.passed else 1
 
 
@@ -323,6 +365,7 @@ def _add_check_jacobian(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _check_jacobian(args: argparse.Namespace) -> int:
+    _check_report_paths(args)
     function = usercode.load_function(args.function)
     report = usercode.check_jacobian_of(function, args.of, args.size, args.batch, args.takes,
                                          args.seed)
@@ -345,17 +388,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _StdoutError(Exception):
+    """Writing the results to standard output failed (a full disk, a closed pipe's peer)."""
+
+
+def _result(value: object) -> None:
+    """Print ``value`` on stdout, where the results go; failing to is a ``_StdoutError``."""
+    try:
+        print(value)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        raise _StdoutError(error.strerror or str(error)) from None
+
+
+def _note(message: str) -> None:
+    """A message for the user on stderr; none when stderr is closed (``2>&-``), never on
+    stdout, which carries the results."""
+    if sys.stderr is not None:
+        print(message, file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``chainrule`` and ``python -m chainrule``; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if sys.stdout is None:  # started with `>&-`: every result would be lost
+        _note(f"chainrule {args.command}: error: standard output is closed; the results are "
+              "written there")
+        return 2
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, ImportError) as error:
-        print(f"chainrule {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    except FloatingPointError as error:  # the training diverged
+        _note(f"chainrule {args.command}: error: {error}")
+        return 1
     except BrokenPipeError:
         # Output piped into e.g. `head`, which stopped reading. Point stdout at devnull so the
         # interpreter's final flush does not print a second traceback (Python docs, SIGPIPE).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except _StdoutError as error:
+        # Quiet the interpreter's final flush of what is left, as for a broken pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _note(f"chainrule {args.command}: error: cannot write the results to standard "
+              f"output: {error}")
+        return 1
+    except (ValueError, ImportError, OSError) as error:
+        _note(f"chainrule {args.command}: error: {error}")
+        return 2

@@ -52,6 +52,7 @@ class TrainConfig:
     scaling: str | None = "standard"
     dtype: str = "float64"
     patience: int | None = None
+    checkpoint: str | None = None
 
 
 @dataclass
@@ -90,7 +91,7 @@ def run(config: TrainConfig = TrainConfig(), progress: bool = True) -> TrainResu
     """Train an MLP as ``config`` says and evaluate it on a stratified test split.
 
     The held-out split is also the validation data reported per epoch (and used for early
-    stopping when ``config.patience`` is set).
+    stopping when ``config.patience`` is set; ``config.checkpoint`` saves its best model).
     """
     start = time.perf_counter()
     X, y = datasets.load(config.data)
@@ -101,7 +102,8 @@ def run(config: TrainConfig = TrainConfig(), progress: bool = True) -> TrainResu
     history = fit(model, SoftmaxCrossEntropy(), make_optimizer(config.optimizer, config.lr),
                   X_train, y_train, epochs=config.epochs, batch_size=config.batch_size,
                   validation_data=(X_test, y_test), seed=config.seed, progress=progress,
-                  patience=config.patience, scaling=config.scaling)
+                  patience=config.patience, scaling=config.scaling,
+                  checkpoint=config.checkpoint)
     accuracy = float(np.mean(model.predict(X_test) == y_test))
     return TrainResult(model, history, accuracy, len(y_test), time.perf_counter() - start)
 
@@ -117,6 +119,9 @@ def check_network(data: str = "digits", hidden: tuple[int, ...] = (64,),
     X, y = datasets.load(data)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if options.get("sample") is not None and not options["sample"] >= 1:
+        raise ValueError(f"sample must be >= 1 entries per parameter (or None for all), got "
+                         f"{options['sample']}: checking none would prove nothing")
     n_classes = len(np.unique(y))
     labels, _ = encode_labels(y, n_classes)
     rows = np.random.default_rng(seed).choice(len(X), size=min(batch_size, len(X)),

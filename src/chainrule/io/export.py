@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from chainrule.io.serialization import write_bytes_atomically
+from chainrule.io.files import write_bytes_atomically
 from chainrule.nn.layers import Dense, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from chainrule.nn.network import Sequential
 

@@ -21,19 +21,17 @@ Sequential([
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import stat
-import tempfile
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import safetensors
 import safetensors.numpy
 
 from chainrule._version import __version__
+from chainrule.io.files import write_bytes_atomically
 from chainrule.nn.layers import Dense, Layer, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from chainrule.nn.network import Sequential
 from chainrule.nn.preprocessing import Scaler
@@ -89,44 +87,6 @@ def load(path: str | os.PathLike) -> Sequential:
     except safetensors.SafetensorError as error:
         raise ValueError(f"{path}: {_why_unreadable(path, error)}") from None
     return _decode(path, metadata, tensors)
-
-
-def write_bytes_atomically(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that ``path`` is always the old file or the new one.
-
-    The bytes go to a temporary file in the same directory, are flushed to disk (fsync),
-    and the file is renamed over ``path`` (``os.replace``, atomic on POSIX and Windows). On
-    any error, including KeyboardInterrupt, the temporary file is removed and ``path`` is
-    untouched.
-    """
-    path = Path(path)
-    directory = path.parent
-    # A replaced file keeps its permissions; a new one gets rw-r--r-- (mkstemp's 0600 would
-    # hide it from other users).
-    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644
-    descriptor, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                                             dir=directory)
-    try:
-        with os.fdopen(descriptor, "wb") as file:
-            _write_payload(file, data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temp_name, mode)
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
-        raise
-    if os.name == "posix":  # make the rename itself durable
-        directory_descriptor = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(directory_descriptor)
-        finally:
-            os.close(directory_descriptor)
-
-
-def _write_payload(file: IO[bytes], data: bytes) -> None:
-    file.write(data)
 
 
 def _encode(model: Sequential) -> tuple[dict[str, np.ndarray], dict[str, str]]:
