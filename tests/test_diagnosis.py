@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from chainrule.check.diagnosis import CATALOGUE, diagnose_gradient, diagnose_jacobian
+from chainrule.check.diagnosis import CATALOGUE, diagnose_gradient, diagnose_jacobian, named
 from chainrule.check.report import Report, Row, relative_error
 from chainrule.nn.functional import log_softmax, sigmoid, softmax, softmax_jacobian
 
@@ -89,10 +89,27 @@ def test_shape_mismatch_or_all_zero_gives_no_diagnosis():
 
 
 def test_every_catalogue_entry_has_an_explanation_and_is_exercised():
+    # The issue-11 entries are exercised on user-style code in tests/test_user_code.py.
     exercised = {"transposed", "evaluated_at_input", "diagonal_overwritten", "diagonal_only",
-                 "cross_terms_missing", "sign_flipped", "scaled", "missing_batch_mean"}
+                 "cross_terms_missing", "sign_flipped", "scaled", "missing_batch_mean",
+                 "averaged_in_layer", "returned_jacobian", "fused_shortcut",
+                 "reduction_without_keepdims", "grads_not_stored", "rows_ignored",
+                 "off_diagonal_sign", "output_instead_of_derivative"}
     assert set(CATALOGUE) == exercised
     assert all(len(text) > 20 for text in CATALOGUE.values())
+    assert all(named(identifier).fix for identifier in CATALOGUE)
+
+
+def test_batch_factors_and_ignored_rows_are_named():
+    numeric = np.array([[1.0, 2.0], [3.0, -4.0], [0.5, 0.25]])
+    averaged = diagnose_gradient(numeric / 3, numeric, batch_size=3)
+    assert names(averaged) == ["averaged_in_layer"] and averaged[0].detail == (
+        "factor 0.333333 = 1 / batch size 3")
+    only_first = numeric * np.array([[1.0], [0.0], [0.0]])
+    ignored = diagnose_gradient(numeric, only_first)
+    assert names(ignored) == ["rows_ignored"]
+    assert ignored[0].detail == "rows 1, 2 of 3 do not affect the result"
+    assert "every row of the batch" in ignored[0].fix
 
 
 def test_report_worst_maps_sampled_positions_back():

@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING
 
 from chainrule._version import __version__
 from chainrule.check import (
+    UserCodeError,
     check_gradient,
     check_jacobian,
     check_layer,
     gradcheck,
     numerical_gradient,
     numerical_jacobian,
+    wrap_layer,
 )
 from chainrule.explain import explain_backprop, explain_softmax_cross_entropy
 from chainrule.io import datasets, load, save
@@ -76,6 +78,7 @@ __all__ = [
     "Softmax",
     "SoftmaxCrossEntropy",
     "Tanh",
+    "UserCodeError",
     "__version__",
     "check_gradient",
     "check_jacobian",
@@ -97,6 +100,7 @@ __all__ = [
     "softmax",
     "softmax_jacobian",
     "softmax_vjp",
+    "wrap_layer",
 ]
 
 # Names whose modules import scikit-learn: loaded on first use (PEP 562), not by `import chainrule`.

@@ -2,24 +2,32 @@
 
 Imports ``chainrule.nn`` only. ``numerical`` computes derivatives; ``functions`` checks a
 Jacobian or a gradient, ``layercheck`` one layer, ``network`` a whole ``Sequential``;
-``diagnosis`` names the classic mistakes, ``report`` holds and prints the verdicts, and
-``usercode`` loads a user's ``FILE.py:NAME``.
+``diagnosis`` names the classic mistakes (``fixes`` says what to change), ``report`` holds
+and prints the verdicts, and ``usercode`` loads a user's ``FILE.py:NAME``. A user's layer in
+any common convention is mapped by ``adapters`` (or explicitly by ``wrapped.wrap_layer``);
+``calls`` reports an exception in the user's code as theirs.
 """
 
+from chainrule.check.adapters import ConventionError
+from chainrule.check.calls import UserCodeError
 from chainrule.check.diagnosis import CATALOGUE
 from chainrule.check.functions import check_gradient, check_jacobian
 from chainrule.check.layercheck import check_layer
 from chainrule.check.network import gradcheck
 from chainrule.check.numerical import numerical_gradient, numerical_jacobian
 from chainrule.check.report import Report
+from chainrule.check.wrapped import wrap_layer
 
 __all__ = [
     "CATALOGUE",
+    "ConventionError",
     "Report",
+    "UserCodeError",
     "check_gradient",
     "check_jacobian",
     "check_layer",
     "gradcheck",
     "numerical_gradient",
     "numerical_jacobian",
+    "wrap_layer",
 ]

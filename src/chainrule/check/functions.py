@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from chainrule.check.calls import call_user
 from chainrule.check.diagnosis import diagnose_gradient, diagnose_jacobian
 from chainrule.check.layercheck import random_direction
 from chainrule.check.numerical import (
@@ -35,15 +36,25 @@ from chainrule.check.report import DEFAULT_ATOL, DEFAULT_RTOL, Report, Row
 __all__ = ["check_gradient", "check_jacobian"]
 
 
+def _user(function: Callable, what: str) -> Callable:
+    """``function`` with an exception inside it reported as the user's (UserCodeError)."""
+    name = getattr(function, "__name__", what)
+    return lambda *args: call_user(function, *args, name=name)
+
+
 def check_jacobian(f: Callable[[np.ndarray], np.ndarray],
                    jacobian_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
                    atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
-                   eps: float | None = None, seed: int = 0) -> Report:
+                   eps: float | None = None, seed: int = 0, elementwise: bool = False) -> Report:
     """Check a claimed Jacobian ``jacobian_fn(x)`` against central differences of ``f``.
 
     ``x`` ``(n,)``: ``f(x)`` ``(m,)`` and the claim ``(m, n)``. ``x`` ``(B, n)``: ``f`` is
     applied row-wise, ``f(x)`` is ``(B, m)`` and the claim holds per-row Jacobians
-    ``(B, m, n)``. On failure the report's ``diagnosis`` names the matching classic mistakes.
+    ``(B, m, n)``. ``elementwise=True``: the claim is an element-wise derivative of ``x``'s
+    shape, compared with the Jacobian's diagonal; if ``f`` has cross terms (softmax), they
+    are reported missing (``diagonal_only``). On failure the report's ``diagnosis`` names
+    the matching classic mistakes. An exception in ``f`` or ``jacobian_fn`` raises
+    :class:`~chainrule.check.calls.UserCodeError`.
 
     >>> from chainrule.nn.functional import softmax
     >>> def softmax_prime(a):  # only the diagonal: the cross terms are missing
@@ -55,21 +66,25 @@ def check_jacobian(f: Callable[[np.ndarray], np.ndarray],
     x = as_float64("x", x)
     if x.ndim not in (1, 2) or x.size == 0:
         raise ValueError(f"x must be a vector (n,) or a batch of rows (B, n), got {x.shape}")
-    with np.errstate(all="ignore"):  # a non-finite f(x) gets the clearer error below
-        y = as_float64("f(x)", f(x))
+    f, jacobian_fn = _user(f, "f"), _user(jacobian_fn, "jacobian_fn")
+    y = as_float64("f(x)", f(x))
     expected = (y.size, x.size) if x.ndim == 1 else (*y.shape, x.shape[1])
     if x.ndim == 2 and (y.ndim != 2 or len(y) != len(x)):
         raise ValueError(f"for a batch x {x.shape}, f must be row-wise and return (B, m); "
                          f"got f(x) of shape {y.shape}")
     claimed = as_float64("jacobian_fn(x)", jacobian_fn(x))
-    if claimed.shape != expected:
-        kind = "(m, n)" if x.ndim == 1 else "per-row Jacobians (B, m, n)"
-        raise ValueError(f"jacobian_fn(x) has shape {claimed.shape}; expected {kind} = "
-                         f"{expected} for x {x.shape} and f(x) {y.shape}")
     if x.ndim == 1:
         numeric = numerical_jacobian(f, x, eps).reshape(expected)
     else:
         numeric = rowwise_jacobian(f, x, eps)
+    if elementwise:
+        return _check_elementwise(f, claimed, numeric, x, y, atol, rtol)
+    if claimed.shape != expected:
+        kind = "(m, n)" if x.ndim == 1 else "per-row Jacobians (B, m, n)"
+        hint = (" (an element-wise derivative? pass elementwise=True)"
+                if claimed.shape == x.shape else "")
+        raise ValueError(f"jacobian_fn(x) has shape {claimed.shape}; expected {kind} = "
+                         f"{expected} for x {x.shape} and f(x) {y.shape}{hint}")
     rng = np.random.default_rng(seed)
     upstream, direction = rng.standard_normal(y.shape), random_direction(rng, x.shape)
     # slope of φ(t) = Σ upstream ⊙ f(x + t·direction): Σ_rows upstreamᵀ J direction
@@ -83,19 +98,47 @@ def check_jacobian(f: Callable[[np.ndarray], np.ndarray],
                   cause=None if row.passed else row.name)
 
 
+def _check_elementwise(f: Callable, claimed: np.ndarray, numeric: np.ndarray, x: np.ndarray,
+                       y: np.ndarray, atol: float, rtol: float) -> Report:
+    """An element-wise derivative ``(n,)``/``(B, n)`` against the numeric Jacobian's diagonal,
+    and the Jacobian's cross terms (off-diagonal) against the zeros it implies."""
+    if claimed.shape != x.shape or y.shape != x.shape:
+        raise ValueError(f"an element-wise derivative has the input's shape {x.shape} (and so "
+                         f"has f(x), here {y.shape}); got {claimed.shape}")
+    diagonal = np.einsum("...ii->...i", numeric)
+    implied = np.zeros_like(numeric)
+    np.einsum("...ii->...i", implied)[...] = claimed
+    cross = numeric.copy()
+    np.einsum("...ii->...i", cross)[...] = 0
+    rows = [Row("derivative vs the Jacobian's diagonal", claimed, diagonal, atol, rtol)]
+    cross_row = Row("cross terms (off-diagonal of the Jacobian)", np.zeros_like(cross), cross,
+                    atol, rtol)
+    if not cross_row.passed:
+        rows.append(cross_row)
+    failed = [row for row in rows if not row.passed]
+    if failed:
+        diagnosis = diagnose_jacobian(implied, numeric, x, y)
+        for row in failed:
+            row.diagnosis = diagnosis
+    return Report(f"check_jacobian: {getattr(f, '__name__', 'f')}, element-wise derivative at "
+                  f"x {x.shape}", rows, cause=failed[0].name if failed else None)
+
+
 def check_gradient(f: Callable[[np.ndarray], float], grad_fn: Callable[[np.ndarray], np.ndarray],
                    x: np.ndarray, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL,
                    eps: float | None = None, seed: int = 0) -> Report:
     """Check a claimed gradient ``grad_fn(x)`` of a scalar ``f`` against central differences.
 
     For ``x`` a batch ``(B, ...)`` a gradient ``B`` times too large is diagnosed as
-    ``missing_batch_mean`` (summed where the loss averages).
+    ``missing_batch_mean`` (summed where the loss averages), rows that do not affect ``f``
+    as ``rows_ignored``.
 
     >>> check_gradient(lambda v: float(np.mean(v ** 2)), lambda v: 2 * v,
     ...                np.ones((4, 2))).diagnosis[0].identifier
     'scaled'
     """
     x = as_float64("x", x)
+    f, grad_fn = _user(f, "f"), _user(grad_fn, "grad_fn")
     value = np.asarray(f(x))
     if value.size != 1:
         raise ValueError(f"f must return a scalar, got shape {value.shape}")

@@ -9,13 +9,16 @@ output column ``j`` (verified, see :func:`_column_aligned_contractions`).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from chainrule.check.diagnosis import diagnose_gradient, diagnose_jacobian
-from chainrule.check.numerical import CHUNK_ELEMENTS, as_float64, rowwise_jacobian, steps_for
-from chainrule.check.report import DEFAULT_ATOL, DEFAULT_RTOL, Report, Row
+from chainrule.check.adapters import as_layer
+from chainrule.check.calls import UserCodeError
+from chainrule.check.contractions import parameter_contractions
+from chainrule.check.diagnosis import diagnose_gradient, diagnose_jacobian, identify_family, named
+from chainrule.check.numerical import as_float64, rowwise_jacobian
+from chainrule.check.report import DEFAULT_ATOL, DEFAULT_RTOL, Diagnosis, Report, Row
 
 __all__ = ["check_layer", "claimed_jacobian", "layer_rows", "probe", "random_direction",
            "to_float64"]
@@ -45,89 +48,6 @@ def _refuse_constant_upstream(grad_out: np.ndarray) -> None:
             "grad_out=None for a random upstream gradient")
 
 
-def _parameter_contractions(layer: object, x: np.ndarray, name: str, upstream: np.ndarray,
-                            entries: np.ndarray, eps: float | None) -> np.ndarray:
-    """``Σ_bi upstream[k, b, i] ∂y_bi/∂θ_p`` for each ``p`` in ``entries``: shape ``(K, P)``.
-
-    Central differences of ``layer.forward(x)``. Parameters are shared by all rows, so they
-    cannot be stacked like inputs: each costs its own forward calls, unless it is
-    column-aligned (see :func:`_column_aligned_contractions`).
-    """
-    param = layer.params[name]
-    flat = param.reshape(-1)
-    if not np.shares_memory(flat, param):
-        raise ValueError(f"parameter {name!r} is not contiguous; cannot perturb it in place")
-    width = upstream.shape[-1]
-    if param.ndim >= 1 and param.shape[-1] == width > 1:
-        result = _column_aligned_contractions(layer, x, param.reshape(-1, width), upstream,
-                                              entries, eps)
-        if result is not None:
-            return result
-    steps = steps_for(flat[entries], eps)
-    vectors = upstream.reshape(len(upstream), -1)
-    result = np.empty((len(vectors), len(entries)))
-    chunk = max(1, CHUNK_ELEMENTS // (4 * vectors.shape[1]))
-    buffer = np.empty((min(chunk, len(entries)), vectors.shape[1]))
-    for begin in range(0, len(entries), chunk):
-        block = entries[begin:begin + chunk]
-        block_steps = steps[begin:begin + len(block)].tolist()
-        for k, (entry, step) in enumerate(zip(block.tolist(), block_steps, strict=True)):
-            old = flat[entry]
-            plus, minus = old + step, old - step
-            flat[entry] = plus
-            buffer[k] = layer.forward(x).reshape(-1)
-            flat[entry] = minus
-            buffer[k] -= layer.forward(x).reshape(-1)
-            flat[entry] = old
-            buffer[k] /= plus - minus
-        result[:, begin:begin + len(block)] = vectors @ buffer[:len(block)].T
-    return result
-
-
-_AGREEMENT = 1e-8  # relative: numeric noise of the estimates is ~1e-10
-
-
-def _column_aligned_contractions(layer: object, x: np.ndarray, rows: np.ndarray,
-                                 upstream: np.ndarray, entries: np.ndarray,
-                                 eps: float | None) -> np.ndarray | None:
-    """Per-entry contractions when entry ``[r, j]`` moves only output column ``j``, else None.
-
-    ``rows`` is the parameter viewed as ``(R, m)`` with ``m`` the output width (as for the
-    weights and bias of a Dense layer, or a per-feature scale). If entry ``[r, j]`` affects
-    output column ``j`` only, a whole row ``r`` can be perturbed at once and column ``j`` of
-    the change is entry ``[r, j]``'s derivative: 4 forward calls per row instead of 2 per
-    entry. The hypothesis is tested, not assumed: each row is differenced with two step
-    patterns ``h·w`` and ``h·w'`` whose ratios ``w_j / w_k`` all differ, so any leak of an
-    entry into another column makes the two estimates disagree; on disagreement beyond
-    1e-8 (relative) this returns None and the caller falls back to one entry at a time.
-    """
-    width = rows.shape[1]
-    patterns = (np.ones(width), 1.0 + np.arange(width) / width)
-    needed = np.unique(entries // width)
-    derivatives = np.empty((len(needed), len(x), width))  # [row, b, j] = ∂y_bj/∂θ[r, j]
-    for position, r in enumerate(needed.tolist()):
-        saved = rows[r].copy()
-        steps = steps_for(saved, eps)
-        estimates = []
-        for pattern in patterns:
-            plus, minus = saved + steps * pattern, saved - steps * pattern
-            rows[r] = plus
-            change = np.array(layer.forward(x), dtype=np.float64)
-            rows[r] = minus
-            change -= layer.forward(x)
-            estimates.append(change / (plus - minus))
-        rows[r] = saved
-        scale = max(float(np.max(np.abs(estimates[0]))), np.finfo(np.float64).tiny)
-        if np.max(np.abs(estimates[0] - estimates[1])) > _AGREEMENT * scale:
-            return None
-        derivatives[position] = estimates[0]
-    where = np.searchsorted(needed, entries // width)
-    columns = entries % width
-    # result[k, p] = Σ_b upstream[k, b, j_p] · derivatives[row_p, b, j_p]
-    return np.einsum("kbp,pb->kp", upstream[:, :, columns],
-                     derivatives[where, :, columns])
-
-
 def claimed_jacobian(layer: object, x: np.ndarray, width: int) -> np.ndarray:
     """The per-row Jacobian ``(B, m, n)`` that ``backward`` implies: row i = backward(e_i)."""
     layer.forward(x)
@@ -145,6 +65,48 @@ def probe(scalar: Callable[[float], float], slope: float) -> tuple[Callable[[flo
     return scalar, float(slope)
 
 
+def _returned_jacobian_row(layer: object, x: np.ndarray, y: np.ndarray, grad_in: np.ndarray,
+                           jacobian: np.ndarray, label: str, index: int | None, atol: float,
+                           rtol: float) -> Row | None:
+    """A failed input-gradient row when ``backward`` returned ``(B, m, n)`` Jacobians."""
+    if grad_in.shape != jacobian.shape or grad_in.shape == x.shape:
+        return None
+    shape = "×".join(str(size) for size in grad_in.shape)
+    return Row(f"{label} input gradient", grad_in, jacobian, atol, rtol, index,
+               problem=f"backward returned per-sample Jacobians ({shape}); the chain rule "
+                       f"needs the vector-Jacobian product g·J of the input's shape {x.shape}",
+               diagnosis=[named("returned_jacobian", family=_family_of(jacobian, x, y))])
+
+
+def _family_of(jacobian: np.ndarray, x: np.ndarray, y: np.ndarray) -> str | None:
+    """The recognised function (softmax, sigmoid, ...) whose Jacobian this is, if any."""
+    scale = float(np.max(np.abs(jacobian), initial=0))
+    if scale == 0 or x.shape != y.shape:
+        return None
+    family = identify_family(jacobian, y, scale)
+    return None if family is None else family.name
+
+
+def _diagnose_input(layer: object, x: np.ndarray, y: np.ndarray, grad_out: np.ndarray,
+                    grad_in: np.ndarray, jacobian: np.ndarray) -> list[Diagnosis]:
+    """Name the mistake of a wrong input gradient: the fused shortcut, else from the
+    Jacobian that ``backward`` implies."""
+    if x.shape == y.shape and np.allclose(grad_in, y - grad_out, rtol=1e-6, atol=1e-9):
+        return [named("fused_shortcut", "backward(g) returned output - g")]
+    claimed = claimed_jacobian(layer, x, y.shape[1])
+    return diagnose_jacobian(claimed, jacobian, x, y, len(x))
+
+
+def _gradient_or_problem(layer: object, name: str, label: str) -> tuple[np.ndarray | None, str]:
+    """The stored gradient of ``name`` (float64), or None and why it is missing."""
+    grads = layer.grads
+    value = grads.get(name) if isinstance(grads, dict) else None
+    if value is None:
+        return None, (f"backward did not store the gradient of {name} (it is unset after "
+                      "backward)")
+    return as_float64(f"{label} grads[{name!r}]", value), ""
+
+
 def layer_rows(layer: object, x: np.ndarray, grad_out: np.ndarray, label: str,
                index: int | None, extra_upstream: np.ndarray | None, sample: int | None,
                rng: np.random.Generator, atol: float, rtol: float,
@@ -157,20 +119,21 @@ def layer_rows(layer: object, x: np.ndarray, grad_out: np.ndarray, label: str,
     """
     y = as_float64(f"{label} output", layer.forward(x))
     grad_in = as_float64(f"{label} backward", layer.backward(grad_out))
-    if grad_in.shape != x.shape:
+    stored = {name: _gradient_or_problem(layer, name, label) for name in layer.params}
+    jacobian = rowwise_jacobian(layer.forward, x, eps)
+    jacobian_row = _returned_jacobian_row(layer, x, y, grad_in, jacobian, label, index, atol,
+                                          rtol)
+    if jacobian_row is None and grad_in.shape != x.shape:
         raise ValueError(f"{label}: backward returned shape {grad_in.shape}, expected the "
                          f"input's {x.shape}")
-    grads = {name: as_float64(f"{label} grads[{name!r}]", layer.grads[name])
-             for name in layer.params}
-    jacobian = rowwise_jacobian(layer.forward, x, eps)
     direction = random_direction(rng, x.shape)
-    rows = [Row(f"{label} input gradient", grad_in,
-                np.einsum("bi,bij->bj", grad_out, jacobian), atol, rtol, index,
-                probe=probe(lambda t: float(np.sum(grad_out * layer.forward(x + t * direction))),
-                            np.sum(grad_in * direction)))]
-    if not rows[0].passed:
-        claimed = claimed_jacobian(layer, x, y.shape[1])
-        rows[0].diagnosis = diagnose_jacobian(claimed, jacobian, x, y)
+    rows = [jacobian_row or Row(
+        f"{label} input gradient", grad_in, np.einsum("bi,bij->bj", grad_out, jacobian), atol,
+        rtol, index, probe=probe(
+            lambda t: float(np.sum(grad_out * layer.forward(x + t * direction))),
+            np.sum(grad_in * direction)))]
+    if not rows[0].passed and not rows[0].diagnosis:
+        rows[0].diagnosis = _diagnose_input(layer, x, y, grad_out, grad_in, jacobian)
     extra = {}
     upstream = grad_out[None] if extra_upstream is None else np.stack([grad_out, extra_upstream])
     for name, param in layer.params.items():
@@ -178,18 +141,25 @@ def layer_rows(layer: object, x: np.ndarray, grad_out: np.ndarray, label: str,
             entries = np.arange(param.size)
         else:
             entries = np.sort(rng.choice(param.size, size=sample, replace=False))
-        numeric = _parameter_contractions(layer, x, name, upstream, entries, eps)
+        numeric = parameter_contractions(layer, x, name, upstream, entries, eps)
         positions = None if len(entries) == param.size else np.stack(
             np.unravel_index(entries, param.shape), axis=1)
-        claimed = grads[name].reshape(-1)[entries]
+        gradient, problem = stored[name]
+        if gradient is not None and gradient.shape != param.shape:
+            problem = (f"the stored gradient of {name} has shape {gradient.shape}, the "
+                       f"parameter {param.shape}")
+        full = gradient if not problem else np.zeros(param.shape)
         shaped = _shaper(param.shape, positions is None)
         param_direction = random_direction(rng, param.shape)
-        row = Row(f"{label} ∂/∂{name}", shaped(claimed), shaped(numeric[0]), atol, rtol, index,
-                  positions, probe=probe(_parameter_scalar(layer, x, name, grad_out,
-                                                           param_direction),
-                                         np.sum(grads[name] * param_direction)))
-        if not row.passed:
-            row.diagnosis = diagnose_gradient(row.analytic, row.numeric)
+        row = Row(f"{label} ∂/∂{name}", shaped(full.reshape(-1)[entries]), shaped(numeric[0]),
+                  atol, rtol, index, positions,
+                  probe=probe(_parameter_scalar(layer, x, name, grad_out, param_direction),
+                              np.sum(full * param_direction)),
+                  problem=problem or None)
+        if gradient is None and np.any(numeric[0]):
+            row.diagnosis = [named("grads_not_stored", parameter=name)]
+        elif not row.passed and not problem:
+            row.diagnosis = diagnose_gradient(row.analytic, row.numeric, len(x), name)
         rows.append(row)
         if extra_upstream is not None:
             extra[name] = (entries, positions, shaped(numeric[1]))
@@ -225,29 +195,141 @@ def _upstream(grad_out: np.ndarray | None, shape: tuple, rng: np.random.Generato
     return grad_out
 
 
+def _batch_sizes(batch: int, n_in: int, n_out: int) -> list[int]:
+    """The given batch size, then 1, one different from every width, and the output width."""
+    other = next(size for size in range(2, batch + n_in + n_out + 3)
+                 if size not in (n_in, n_out, batch))
+    return list(dict.fromkeys([batch, 1, other, n_out]))
+
+
+def _at_batch(x: np.ndarray, size: int) -> np.ndarray:
+    """``size`` rows of ``x``, cycling through them (the checked points stay the user's)."""
+    return x[np.arange(size) % len(x)]
+
+
+def _crash_row(label: str, size: int, error: UserCodeError) -> Row:
+    """A failed row for a batch size at which the user's code raised."""
+    cause = error.__cause__
+    problem = (f"{error.function} raised {type(cause).__name__}: {cause} — at {error.location}, "
+               f"called with shapes {error.shapes}")
+    return Row(f"{label} at B={size}", np.empty(0), np.empty(0), problem=problem)
+
+
+def _one_shape(layer: object, x: np.ndarray, grad_out: np.ndarray | None, label: str,
+               sample: int | None, seed: int, atol: float, rtol: float,
+               eps: float | None) -> list[Row]:
+    # Not default_rng(seed) itself: an x drawn from that same stream would make g = x, and
+    # x.T @ g symmetric, hiding a transposed parameter gradient.
+    rng = np.random.default_rng([seed, 1])
+    copied = copy.deepcopy(layer)
+    grad_out = _upstream(grad_out, np.shape(copied.forward(x)), rng)
+    rows, _, _ = layer_rows(copied, x, grad_out, label, None, None, sample, rng, atol, rtol,
+                            eps)
+    return rows
+
+
+def _keepdims_suspect(outcomes: dict[int, list[Row] | UserCodeError], widths: set[int]) -> set:
+    """Batch sizes whose failure looks like a row reduction without keepdims: fine at B = 1,
+    crashing on broadcasting elsewhere or wrong where B equals a feature width."""
+    one = outcomes.get(1)
+    if not isinstance(one, list) or not all(row.passed for row in one):
+        return set()
+    suspects = set()
+    for size, outcome in outcomes.items():
+        if isinstance(outcome, UserCodeError):
+            if "broadcast" in str(outcome.__cause__):
+                suspects.add(size)
+        elif size in widths and not all(row.passed for row in outcome):
+            suspects.add(size)
+    return suspects
+
+
 def check_layer(layer: object, x: np.ndarray, grad_out: np.ndarray | None = None,
                 atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, eps: float | None = None,
-                sample: int | None = None, seed: int = 0) -> Report:
+                sample: int | None = None, seed: int = 0, *, layout: str = "rows",
+                per_sample: bool = False, batch_sizes: Sequence[int] | None = None) -> Report:
     """Check ``layer.backward`` (input and every parameter gradient) against its ``forward``.
 
-    Works for any object following the layer protocol (see :mod:`chainrule.nn.layers`). With
+    ``layer``: a chainrule layer, a layer object in any common convention (see
+    :mod:`chainrule.check.adapters`) or a :func:`~chainrule.check.wrapped.wrap_layer`. With
     upstream ``g`` (random, seeded, unless ``grad_out`` is given) the numeric input gradient
     is ``g_b · J_b`` with per-row Jacobians ``J`` from central differences of ``forward``,
     and the numeric ``∂/∂θ_p = Σ g ⊙ ∂forward(x)/∂θ_p``. ``sample=K`` checks K random
-    entries per parameter. The layer is copied (float64), never modified.
+    entries per parameter. Besides ``x``'s batch size B the layer runs at B = 1, a B
+    different from every width and B = the output width (rows cycled from ``x``;
+    ``batch_sizes`` to choose): a failure only at some of them is reported for those.
+    ``layout="columns"``: ``x``, outputs and gradients are ``(features, B)``;
+    ``per_sample=True``: the code takes one sample ``(features,)`` at a time. The layer is
+    copied (float64), never modified; an exception in it raises
+    :class:`~chainrule.check.calls.UserCodeError` (if it raises at every batch size).
 
     >>> from chainrule.nn.layers import Softmax
     >>> check_layer(Softmax(), np.array([[1.75, 1.75]])).passed
     True
     """
-    layer = to_float64(copy.deepcopy(layer))
     x = as_float64("x", x)
+    if per_sample and x.ndim == 1:
+        x = x[None]
     if x.ndim != 2 or x.size == 0:
-        raise ValueError(f"x must be a non-empty batch (B, features), got shape {x.shape}")
-    rng = np.random.default_rng(seed)
-    grad_out = _upstream(grad_out, np.shape(layer.forward(x)), rng)
-    label = type(layer).__name__
-    rows, _, _ = layer_rows(layer, x, grad_out, label, None, None, sample, rng, atol, rtol, eps)
+        expected = "(features, B)" if layout == "columns" else "(B, features)"
+        raise ValueError(f"x must be a non-empty batch {expected}, got shape {x.shape}")
+    wrapped = copy.deepcopy(as_layer(layer, x, layout, per_sample)).to_float64()
+    rows_x = x.T if layout == "columns" and not per_sample else x
+    if grad_out is not None and layout == "columns":
+        grad_out = np.asarray(grad_out).T
+    label = wrapped.label
+    n_out = np.shape(copy.deepcopy(wrapped).forward(rows_x[:1]))[1]
+    sizes = list(batch_sizes) if batch_sizes is not None else (
+        [len(rows_x)] if per_sample else _batch_sizes(len(rows_x), rows_x.shape[1], n_out))
+    outcomes: dict[int, list[Row] | UserCodeError] = {}
+    for position, size in enumerate(sizes):
+        try:
+            outcomes[size] = _one_shape(wrapped, _at_batch(rows_x, size),
+                                        grad_out if position == 0 else None, label, sample,
+                                        seed + position, atol, rtol, eps)
+        except UserCodeError as error:
+            outcomes[size] = error
+    if all(isinstance(outcome, UserCodeError) for outcome in outcomes.values()):
+        raise outcomes[sizes[0]]
+    rows, notes = _combine(outcomes, sizes, label, _keepdims_suspect(
+        outcomes, {rows_x.shape[1], n_out}))
+    if layout == "columns":
+        for row in rows:
+            if row.analytic.ndim == 2 and row.name.endswith("input gradient"):
+                row.analytic, row.numeric = row.analytic.T, row.numeric.T
     failed = [row for row in rows if not row.passed]
     return Report(f"check_layer: {layer!r} at x {x.shape}", rows,
-                  cause=failed[0].name if failed else None)
+                  cause=failed[0].name if failed else None, notes=notes)
+
+
+def _combine(outcomes: dict[int, list[Row] | UserCodeError], sizes: list[int], label: str,
+             suspects: set[int]) -> tuple[list[Row], list[str]]:
+    """The main batch size's rows, then the failures seen only at other batch sizes."""
+    main = outcomes[sizes[0]]
+    rows: list[Row] = []
+    main_failed = isinstance(main, UserCodeError) or not all(row.passed for row in main)
+    for size in sizes:
+        outcome = outcomes[size]
+        if isinstance(outcome, UserCodeError):
+            found = [_crash_row(label, size, outcome)]
+        elif size == sizes[0] or isinstance(main, UserCodeError):
+            found = outcome if size == sizes[0] else [
+                Row(f"{row.name} at B={size}", row.analytic, row.numeric, row.atol, row.rtol,
+                    row.layer, row.positions, row.diagnosis, row.probe, row.problem)
+                for row in outcome]
+        elif not main_failed:
+            found = [Row(f"{row.name} at B={size}", row.analytic, row.numeric, row.atol,
+                         row.rtol, row.layer, row.positions, row.diagnosis, row.probe,
+                         row.problem) for row in outcome if not row.passed]
+        else:
+            found = []
+        if size in suspects:
+            for row in found:
+                if not row.passed:
+                    row.diagnosis = [named("reduction_without_keepdims",
+                                           f"passes at B = 1, fails at B = {size}")]
+        rows += found
+    passing = [size for size in sizes if isinstance(outcomes[size], list)
+               and all(row.passed for row in outcomes[size])]
+    notes = [f"checked at batch sizes {sizes}; passed at {passing}"] if len(sizes) > 1 else []
+    return rows, notes

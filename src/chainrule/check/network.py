@@ -9,6 +9,7 @@ derivatives of the loss (:mod:`chainrule.check.numerical`), and each layer in is
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 from collections.abc import Callable
 
@@ -68,9 +69,10 @@ class _Float64Copy:
     :mod:`chainrule.nn.layers` hold only parameters, gradients and the arrays of their last
     forward (rebound, never written into): they are copied shallowly, with parameters and
     gradients that ARE views of ``point`` and ``gradient`` (10x cheaper than ``deepcopy``,
-    and nothing to copy per evaluation). Any other layer, a subclass included, is
-    deep-copied and keeps its own arrays: ``sync`` copies ``point`` into them,
-    ``gather_gradient`` their gradients out.
+    and nothing to copy per evaluation). Any other layer, a subclass included, and a built-in
+    layer with a method replaced on the instance (``layer.backward = MethodType(f, layer)``,
+    which a shallow copy would leave bound to the original) is deep-copied and keeps its
+    own arrays: ``sync`` copies ``point`` into them, ``gather_gradient`` their gradients out.
     """
 
     def __init__(self, model: Sequential, extra: np.ndarray | None = None) -> None:
@@ -86,7 +88,8 @@ class _Float64Copy:
         self._own: list[tuple[slice, object, str]] = []  # deep-copied layers' parameters
         begin = 0
         for layer in model.layers:
-            built_in = type(layer).__module__ == _BUILT_IN_LAYERS
+            built_in = (type(layer).__module__ == _BUILT_IN_LAYERS
+                        and not any(callable(value) for value in vars(layer).values()))
             if built_in:
                 twin = object.__new__(type(layer))
                 twin.__dict__.update(vars(layer))
@@ -248,6 +251,8 @@ def gradcheck(model: Sequential, loss: Loss, X: np.ndarray, y: np.ndarray,
             if not row.passed:
                 row.diagnosis = diagnose_gradient(claimed, numeric, len(X))
             rows.append(row)
+        for row in rows:
+            row.diagnosis = [dataclasses.replace(item, where=label) for item in row.diagnosis]
         if rows[0].diagnosis:
             _note_jacobian(notes, label, layer, activations[index], jacobian)
         per_layer.insert(0, rows)
@@ -291,7 +296,7 @@ def _traced_report(title: str, rows: list[Row], per_layer: list[list[Row]], loss
         if len(isolated) > 1:
             notes.append(f"layers {isolated} each fail in isolation; the backward pass "
                          f"reaches layer {failing} first")
-        return Report(title, rows, failing, label, notes)
+        return Report(title, rows, failing, label, notes, failing_layers=isolated)
     if not loss_row.passed:
         return Report(title, rows, None, loss_row.name, notes)
     if any(not row.passed for row in rows):

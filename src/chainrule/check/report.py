@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from chainrule.check.matrices import side_by_side
+
 __all__ = [
     "DEFAULT_ATOL",
     "DEFAULT_RTOL",
@@ -40,6 +42,8 @@ class Diagnosis:
     explanation: str
     part: str = "all"
     detail: str = ""
+    fix: str = ""
+    where: str = ""
 
     def __str__(self) -> str:
         where = "" if self.part == "all" else f" [{self.part}]"
@@ -48,7 +52,7 @@ class Diagnosis:
 
     def to_dict(self) -> dict[str, str]:
         return {"identifier": self.identifier, "explanation": self.explanation,
-                "part": self.part, "detail": self.detail}
+                "part": self.part, "detail": self.detail, "fix": self.fix, "where": self.where}
 
 
 def relative_error(analytic: np.ndarray, numeric: np.ndarray, atol: float = DEFAULT_ATOL,
@@ -76,7 +80,8 @@ class Row:
     ``analytic``/``numeric`` have the same shape; ``positions`` maps their flat entries to
     indices into the full quantity when only a sample of entries was checked. ``probe`` is
     ``(φ, slope)``: ``φ(t)`` the checked scalar at ``x + t·v`` for a random direction ``v``
-    and ``slope`` the claimed ``dφ/dt`` at 0, used by :meth:`Report.eps_sweep`.
+    and ``slope`` the claimed ``dφ/dt`` at 0, used by :meth:`Report.eps_sweep`. ``problem``
+    fails the row whatever its numbers (a crash at this shape, a result of the wrong kind).
     """
 
     name: str
@@ -88,6 +93,7 @@ class Row:
     positions: np.ndarray | None = None
     diagnosis: list[Diagnosis] = field(default_factory=list)
     probe: tuple[Callable[[float], float], float] | None = field(default=None, repr=False)
+    problem: str | None = None
 
     @property
     def abs_error(self) -> np.ndarray:
@@ -107,11 +113,11 @@ class Row:
 
     @property
     def passed(self) -> bool:
-        return self.max_rel_error <= self.rtol
+        return self.problem is None and self.max_rel_error <= self.rtol
 
     @property
     def worst(self) -> Worst | None:
-        if self.analytic.size == 0:
+        if self.analytic.size == 0 or self.analytic.shape != self.numeric.shape:
             return None
         flat = int(np.argmax(self.rel_error))
         index = np.unravel_index(flat, self.analytic.shape)
@@ -123,7 +129,7 @@ class Row:
     def to_dict(self) -> dict:
         worst = self.worst
         return {"name": self.name, "layer": self.layer, "entries": int(self.analytic.size),
-                "passed": self.passed, "max_abs_error": self.max_abs_error,
+                "passed": self.passed, "problem": self.problem, "max_abs_error": self.max_abs_error,
                 "max_rel_error": self.max_rel_error,
                 "worst": None if worst is None else {"index": list(worst.index),
                                                      "analytic": worst.analytic,
@@ -146,10 +152,15 @@ class Report:
     failing_layer: int | None = None
     cause: str | None = None
     notes: list[str] = field(default_factory=list)
+    failing_layers: list[int] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
         return all(row.passed for row in self.rows)
+
+    def __bool__(self) -> bool:
+        """``report.passed``, so that ``assert check_layer(...)`` fails on a wrong derivative."""
+        return self.passed
 
     @property
     def failed_rows(self) -> list[Row]:
@@ -165,20 +176,29 @@ class Report:
         return named or failed[:1]
 
     @property
+    def diagnosed_rows(self) -> list[Row]:
+        """The cause's failing rows, then those of every other layer failing in isolation."""
+        others = [row for row in self.failed_rows
+                  if row.layer in self.failing_layers and row.layer != self.failing_layer
+                  and not row.name.startswith("network")]
+        return self.cause_rows + others
+
+    @property
     def worst(self) -> Worst | None:
         """Worst entry of the cause when the check failed, else of the whole report."""
         rows = self.cause_rows or self.rows
-        candidates = [row for row in rows if row.analytic.size]
+        candidates = [row for row in rows if row.analytic.size and row.problem is None]
         if not candidates:
             return None
         return max(candidates, key=lambda row: row.max_rel_error).worst
 
     @property
     def diagnosis(self) -> list[Diagnosis]:
+        """The recognised mistakes of every failing layer (the cause's first), deduplicated."""
         found: dict[str, Diagnosis] = {}
-        for row in self.cause_rows:
+        for row in self.diagnosed_rows:
             for item in row.diagnosis:
-                found.setdefault(f"{item.identifier}/{item.part}", item)
+                found.setdefault(f"{item.where}/{item.identifier}/{item.part}", item)
         return list(found.values())
 
     def summary(self) -> str:
@@ -188,11 +208,19 @@ class Report:
             return (f"PASSED: {count} check{'' if count == 1 else 's'} within "
                     f"rtol={self._rtol:g}" if self.rows else "PASSED (nothing to check)")
         worst = self.worst
-        line = (f"FAILED: {worst.row}, entry {list(worst.index)}: analytic "
-                f"{worst.analytic:.6g}, numeric {worst.numeric:.6g}")
+        broken = next((row for row in self.cause_rows if row.problem is not None), None)
+        if broken is not None or worst is None:
+            broken = broken or self.cause_rows[0]
+            line = f"FAILED: {broken.name}: {broken.problem}"
+        else:
+            line = (f"FAILED: {worst.row}, entry {list(worst.index)}: analytic "
+                    f"{worst.analytic:.6g}, numeric {worst.numeric:.6g}")
         diagnosis = self.diagnosis
+        places = {item.where for item in diagnosis}
         if diagnosis:
-            line += " — looks like " + "; ".join(str(item) for item in diagnosis)
+            line += " — looks like " + "; ".join(
+                (f"{item.where}: " if len(places) > 1 and item.where else "") + str(item)
+                for item in diagnosis)
         else:
             line += " — no classic mistake in the catalogue matches"
         return line
@@ -204,8 +232,13 @@ class Report:
             status = "ok" if row.passed else "FAIL"
             lines.append(f"{row.name[:44]:<44} {row.analytic.size:>7} {row.max_abs_error:>11.2e}"
                          f" {row.max_rel_error:>11.2e}  {status}")
-        lines += [*self.notes, _FORMULA.format(rtol=self._rtol, atol=self._atol),
-                  self.summary()]
+        lines += [*self.notes, _FORMULA.format(rtol=self._rtol, atol=self._atol)]
+        lines += [f"{row.name}: {row.problem}" for row in self.rows if row.problem is not None]
+        for row in self.diagnosed_rows:
+            lines += side_by_side(row)
+        fixes = dict.fromkeys(item.fix for item in self.diagnosis if item.fix)
+        lines += [f"fix: {fix}" for fix in fixes]
+        lines.append(self.summary())
         return "\n".join(lines)
 
     @property
@@ -232,7 +265,8 @@ class Report:
     def to_dict(self) -> dict:
         worst = self.worst
         return {"title": self.title, "passed": self.passed, "failing_layer": self.failing_layer,
-                "cause": self.cause, "rtol": self._rtol, "atol": self._atol,
+                "failing_layers": self.failing_layers, "cause": self.cause, "rtol": self._rtol,
+                "atol": self._atol,
                 "worst": None if worst is None else {"row": worst.row,
                                                      "index": list(worst.index),
                                                      "analytic": worst.analytic,

@@ -1,0 +1,186 @@
+"""Checking code written the way people write it (tests/user_code/), as they wrote it.
+
+Each layer or function has an expected verdict and diagnosis; none may end in a raw
+AttributeError, TypeError or NumPy error from inside chainrule.
+"""
+
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule.check.adapters import ConventionError
+from user_code import attribute_style, book_style, column_style, dict_style, per_sample
+
+X = np.random.default_rng(7).normal(size=(5, 4))
+
+# (name, factory, keyword arguments of check_layer, expected diagnosis; None: passes)
+LAYERS = [
+    ("book Layer_Dense", lambda: book_style.Layer_Dense(4, 3), {}, None),
+    ("book ReLU", book_style.Activation_ReLU, {}, None),
+    ("book Softmax", book_style.Activation_Softmax, {}, None),
+    ("book Dense averaged", lambda: book_style.Layer_Dense_Averaged(4, 3), {},
+     "averaged_in_layer"),
+    ("book Softmax A - T", book_style.Activation_Softmax_Shortcut, {}, "fused_shortcut"),
+    ("book Softmax +a_i a_j", book_style.Activation_Softmax_PlusCross, {},
+     "off_diagonal_sign"),
+    ("attr Dense", lambda: attribute_style.Dense(4, 3), {}, None),
+    ("attr Dense dW never stored", lambda: attribute_style.DenseForgetsToStore(4, 3), {},
+     "grads_not_stored"),
+    ("attr Dense dW transposed", lambda: attribute_style.DenseTransposed(4, 4), {},
+     "transposed"),
+    ("attr Sigmoid", attribute_style.Sigmoid, {}, None),
+    ("attr Sigmoid σ·g", attribute_style.SigmoidOutputOnly, {},
+     "output_instead_of_derivative"),
+    ("attr ReLU relu(z)·g", attribute_style.ReLUTimesOutput, {},
+     "output_instead_of_derivative"),
+    ("attr Tanh backprop()", attribute_style.Tanh, {}, None),
+    ("attr LeakyReLU back() -> self.dx", attribute_style.LeakyReLU, {}, "sign_flipped"),
+    ("attr Softmax backwards(grad, z)", attribute_style.Softmax, {}, None),
+    ("attr Softmax at logits", attribute_style.SoftmaxAtLogits, {}, "evaluated_at_input"),
+    ("attr Softmax no keepdims", attribute_style.SoftmaxNoKeepdims, {},
+     "reduction_without_keepdims"),
+    ("attr Softmax returns Jacobians", attribute_style.SoftmaxJacobians, {},
+     "returned_jacobian"),
+    ("attr Softmax a(1 - a)", attribute_style.SoftmaxDiagonal, {}, "diagonal_only"),
+    ("columns Dense backward(grad, lr)", lambda: column_style.Dense(4, 3),
+     {"layout": "columns"}, None),
+    ("columns Dense += lr·dW", lambda: column_style.DenseSignFlipped(4, 3),
+     {"layout": "columns"}, "sign_flipped"),
+    ("columns Sigmoid", column_style.Sigmoid, {"layout": "columns"}, None),
+    ("per-sample Neuron", lambda: per_sample.Neuron(4, 3), {"per_sample": True}, None),
+    ("dict Affine", lambda: dict_style.Affine(4, 3), {}, None),
+]
+
+
+@pytest.mark.parametrize(("factory", "options", "expected"),
+                         [case[1:] for case in LAYERS], ids=[case[0] for case in LAYERS])
+def test_user_layer_verdict_and_diagnosis(factory, options, expected):
+    x = X.T if options.get("layout") == "columns" else X
+    report = cr.check_layer(factory(), x, **options)
+    if expected is None:
+        assert report and report.passed, str(report)
+        assert all(row.max_rel_error < 1e-6 for row in report.rows)
+        return
+    assert not report, str(report)
+    identifiers = [item.identifier for item in report.diagnosis]
+    assert identifiers == [expected], str(report)
+    assert all(item.fix for item in report.diagnosis)
+    assert expected in str(report) and "fix: " in str(report)
+
+
+def test_bool_of_a_report_is_its_verdict():
+    wrong = cr.check_layer(attribute_style.SigmoidOutputOnly(), X)
+    assert bool(wrong) is False and bool(cr.check_layer(attribute_style.Sigmoid(), X)) is True
+    with pytest.raises(AssertionError):
+        assert cr.check_layer(attribute_style.SigmoidOutputOnly(), X)
+
+
+def test_stored_results_and_parameters_are_found_and_the_user_object_is_untouched():
+    layer = book_style.Layer_Dense(4, 3)
+    weights = layer.weights.copy()
+    report = cr.check_layer(layer, X)
+    assert [row.name for row in report.rows] == ["Layer_Dense input gradient",
+                                                 "Layer_Dense ∂/∂weights",
+                                                 "Layer_Dense ∂/∂biases"]
+    np.testing.assert_array_equal(layer.weights, weights)
+    assert not hasattr(layer, "output")
+
+
+def test_columns_layout_reports_in_the_users_layout():
+    report = cr.check_layer(column_style.Dense(4, 3), X.T, layout="columns")
+    assert report.rows[0].analytic.shape == (4, 5)  # (features, B), as given
+    assert report.rows[1].name.endswith("∂/∂weights") and report.rows[1].analytic.shape == (3, 4)
+
+
+def test_learning_rate_backward_leaves_the_parameters_as_they_were():
+    layer = column_style.Dense(4, 3)
+    weights = layer.weights.copy()
+    assert cr.check_layer(layer, X.T, layout="columns")
+    np.testing.assert_array_equal(layer.weights, weights)
+
+
+def test_a_bug_only_at_some_batch_sizes_is_caught_and_named():
+    report = cr.check_layer(attribute_style.SoftmaxNoKeepdims(), X)  # B = 5, C = 4
+    crashed = [row for row in report.rows if row.problem is not None]
+    assert crashed and "broadcast" in crashed[0].problem and "attribute_style.py:" in (
+        crashed[0].problem)
+    assert "passes at B = 1" in report.diagnosis[0].detail
+    one = [row for row in report.rows if row.name.endswith("at B=1")]
+    assert one and all(row.passed for row in one)
+
+
+def test_user_code_that_raises_everywhere_is_reported_as_theirs():
+    with pytest.raises(cr.UserCodeError) as caught:
+        cr.check_layer(attribute_style.Crashes(4, 3), X)
+    message = str(caught.value)
+    assert message.startswith("Crashes.backward raised AttributeError: 'function' object has "
+                              "no attribute 'T'")
+    assert "attribute_style.py:" in message and "(5, 3)" in message
+    assert isinstance(caught.value.__cause__, AttributeError)
+    assert caught.value.location.endswith(
+        f":{attribute_style.Crashes.backward.__code__.co_firstlineno + 3}")
+
+
+def test_an_unknown_convention_gets_one_error_with_the_wrap_layer_call():
+    with pytest.raises(ConventionError, match=r"Found methods \['backpropagate', 'propagate'\], "
+                                              r"array attributes: W \(3, 2\)") as caught:
+        cr.check_layer(attribute_style.Propagates(), X[:, :3])
+    assert "wrap_layer(layer, forward='propagate', backward='backpropagate'" in str(caught.value)
+    layer = attribute_style.Propagates()
+    wrapped = cr.wrap_layer(layer, forward="propagate", backward="backpropagate")
+    assert cr.check_layer(wrapped, X[:, :3])  # no parameter gradient to check: input only
+
+
+def test_wrap_layer_with_closures_and_arrays():
+    W = np.random.default_rng(0).normal(size=(4, 2))
+    cache = {}
+
+    def forward(x):
+        cache["x"] = x
+        return np.tanh(x @ W)
+
+    def backward(g):
+        dz = g * (1 - np.tanh(cache["x"] @ W) ** 2)
+        cache["dW"] = cache["x"].T @ dz
+        return dz @ W.T
+
+    layer = cr.wrap_layer(forward=forward, backward=backward, params={"W": W},
+                          grads={"W": lambda: cache["dW"]})
+    before = W.copy()
+    report = cr.check_layer(layer, X)
+    assert report and [row.name for row in report.rows][1].endswith("∂/∂W")
+    np.testing.assert_array_equal(W, before)  # perturbed in place, restored exactly
+    halved = cr.wrap_layer(forward=forward, backward=lambda g: backward(g) / 2,
+                           params={"W": W}, grads={"W": lambda: cache["dW"]})
+    assert [d.identifier for d in cr.check_layer(halved, X).diagnosis] == ["scaled"]
+
+
+def test_replaced_method_on_a_builtin_layer_is_checked_in_both_gradcheck_paths():
+    def make(replace: bool):
+        model = cr.mlp(4, [5], 3, activation="tanh", seed=0)
+        if replace:
+            tanh = model.layers[1]
+            original = type(tanh).backward
+
+            def backward(self, grad_out):
+                return 2 * original(self, grad_out)
+
+            tanh.backward = types.MethodType(backward, tanh)
+        return model
+
+    y = np.array([0, 1, 2, 1, 0])
+    for fast in (False, True):
+        assert cr.gradcheck(make(False), cr.SoftmaxCrossEntropy(), X, y, fast=fast)
+        report = cr.gradcheck(make(True), cr.SoftmaxCrossEntropy(), X, y, fast=fast)
+        assert not report and report.failing_layer == 1
+        assert [d.identifier for d in report.diagnosis] == ["scaled"]
+    plain = cr.gradcheck(make(True), cr.SoftmaxCrossEntropy(), X, y)
+    fast = cr.gradcheck(make(True), cr.SoftmaxCrossEntropy(), X, y, fast=True)
+    assert [row.name for row in plain.rows] == [row.name for row in fast.rows]
+    for a, b in zip(plain.rows, fast.rows, strict=True):
+        np.testing.assert_array_equal(a.analytic, b.analytic)
+        np.testing.assert_array_equal(a.numeric, b.numeric)
