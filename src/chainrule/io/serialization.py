@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ import safetensors.numpy
 
 from chainrule._version import __version__
 from chainrule.io.files import write_bytes_atomically
+from chainrule.io.tensorfile import TensorFile, open_regular
 from chainrule.nn.layers import Dense, Layer, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from chainrule.nn.network import Sequential
 from chainrule.nn.preprocessing import Scaler
@@ -51,10 +53,8 @@ SAVABLE_LAYERS: dict[str, type[Layer]] = {
 _DTYPES = ("float16", "float32", "float64")
 _CLASS_KINDS = "biufU"  # bool, int, uint, float, str: each round-trips through JSON exactly
 _OFFSET, _SCALE = "preprocessing.offset", "preprocessing.scale"
-# First bytes of pickles (protocol 2+) and zips (a .npz, or torch.save's pickles), to say
-# why such a file is refused.
-_PICKLE_SIGNATURES = {b"\x80": "a Python pickle",
-                      b"PK\x03\x04": "a zip archive (a .npz, or torch.save's pickles)"}
+# Class labels: strings of at most this many characters (a label is a name, not a document).
+MAX_LABEL_CHARS = 1000
 
 
 def save(model: Sequential, path: str | os.PathLike) -> Path:
@@ -66,6 +66,10 @@ def save(model: Sequential, path: str | os.PathLike) -> Path:
     """
     tensors, metadata = _encode(model)
     path = Path(path)
+    # Refuse what load would refuse, before the file is replaced.
+    plan = _plan(Path("save"), metadata,
+                 {key: (tensor.dtype, tensor.shape) for key, tensor in tensors.items()})
+    _check_preprocessing_values(Path("save"), plan, tensors)
     write_bytes_atomically(path, safetensors.numpy.save(tensors, metadata=metadata))
     return path
 
@@ -78,15 +82,17 @@ def load(path: str | os.PathLike) -> Sequential:
     reads (a pickle, a truncated file, missing or misshapen tensors, a newer format).
     """
     path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path}: a directory, not a model file")
-    try:
-        with safetensors.safe_open(path, framework="numpy") as file:
-            metadata = file.metadata() or {}
-            tensors = {key: file.get_tensor(key) for key in file.keys()}
-    except safetensors.SafetensorError as error:
-        raise ValueError(f"{path}: {_why_unreadable(path, error)}") from None
-    return _decode(path, metadata, tensors)
+    with open_regular(path) as file:
+        try:
+            layout = TensorFile.parse(file, path)
+            plan = _plan(path, layout.metadata, {key: (dtype, shape) for key, (dtype, shape, _, _)
+                                                 in layout.tensors.items()})
+            tensors = {key: layout.read(file, key) for key in layout.tensors}
+            layout.check_unchanged(file)
+        except OSError as error:  # e.g. EIO, or a file on a vanished network share
+            raise ValueError(f"{path}: cannot be read: {error.strerror or error}") from None
+    _check_preprocessing_values(path, plan, tensors)
+    return _build(plan, tensors)
 
 
 def _encode(model: Sequential) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -136,26 +142,25 @@ def _encode_classes(classes: np.ndarray | None) -> dict[str, Any] | None:
     return {"dtype": classes.dtype.str, "values": classes.tolist()}
 
 
-def _why_unreadable(path: Path, error: Exception) -> str:
-    """Why safetensors could not parse ``path``: a pickle or zip (by its first bytes), else
-    damage. Sniffed only after parsing failed: a safetensors file starts with its header
-    length, whose low byte may well be 0x80."""
-    with path.open("rb") as file:
-        start = file.read(8)
-    for signature, what in _PICKLE_SIGNATURES.items():
-        if start.startswith(signature):
-            return (f"this is {what}, not a safetensors model file; chainrule never "
-                    "unpickles (unpickling can run code)")
-    return f"not a valid safetensors file (truncated or corrupt?): {error}"
+@dataclass
+class _Plan:
+    """What a file's metadata describes, checked against its tensors' declared shapes."""
+
+    architecture: list[tuple[str, int, int]]  # (layer type, n_in, n_out; 0, 0 if no Dense)
+    dtype: np.dtype
+    preprocessing: str | None
+    classes: np.ndarray | None
 
 
-def _decode(path: Path, metadata: dict[str, str], tensors: dict[str, np.ndarray]) -> Sequential:
-    """Rebuild the ``Sequential`` described by a file's metadata and tensors."""
+def _plan(path: Path, metadata: dict[str, str],
+          declared: dict[str, tuple[np.dtype, tuple[int, ...]]]) -> _Plan:
+    """Check ``metadata`` and the tensors' declared ``(dtype, shape)``; allocates nothing
+    the file's size does not bound."""
     if metadata.get("format") != FORMAT:
         raise ValueError(f"{path}: a safetensors file but not a chainrule model (its metadata "
                          f"has no format {FORMAT!r}); write model files with chainrule.save")
     version = metadata.get("format_version", "")
-    if not version.isdigit():
+    if not (version.isascii() and version.isdigit()):
         raise ValueError(f"{path}: invalid format_version {version!r}")
     if int(version) > FORMAT_VERSION:
         raise ValueError(f"{path}: model file format version {version} was written by a newer "
@@ -167,33 +172,59 @@ def _decode(path: Path, metadata: dict[str, str], tensors: dict[str, np.ndarray]
     dtype = metadata.get("dtype")
     if dtype not in _DTYPES:
         raise ValueError(f"{path}: dtype must be one of {_DTYPES}, got {dtype!r}")
-    layers, expected = _build_layers(path, fields["architecture"], np.dtype(dtype))
+    dtype = np.dtype(dtype)
+    architecture, expected = _architecture(path, fields["architecture"], dtype)
     preprocessing = fields["preprocessing"]
-    if preprocessing is not None:
-        n_features = len(tensors.get(_OFFSET, ()))
-        expected |= {_OFFSET: ((n_features,), np.dtype(np.float64)),
-                     _SCALE: ((n_features,), np.dtype(np.float64))}
-    _check_tensors(path, tensors, expected)
-
-    model = Sequential(layers)
-    model.set_weights({key: tensors[key] for key in model.params})
+    input_width = next((n_in for name, n_in, _ in architecture if name == "Dense"), None)
     if preprocessing is not None:
         if not isinstance(preprocessing, dict) or not isinstance(preprocessing.get("kind"), str):
             raise ValueError(f"{path}: invalid preprocessing {preprocessing!r}")
-        if model.input_width is not None and model.input_width != len(tensors[_OFFSET]):
-            raise ValueError(f"{path}: preprocessing has {len(tensors[_OFFSET])} features, "
-                             f"the first Dense layer takes {model.input_width}")
-        if not (np.all(np.isfinite(tensors[_OFFSET])) and np.all(np.isfinite(tensors[_SCALE]))
-                and np.all(tensors[_SCALE] != 0)):
-            raise ValueError(f"{path}: preprocessing offset and scale must be finite, "
-                             "scale nonzero")
-        model.preprocessing = Scaler(preprocessing["kind"], tensors[_OFFSET], tensors[_SCALE])
-    model.classes = _decode_classes(path, fields["classes"])
-    if model.classes is not None and model.input_width is not None:
-        n_outputs = model.output_width()
-        if len(model.classes) != n_outputs:
-            raise ValueError(f"{path}: {len(model.classes)} class labels for {n_outputs} "
+        offset_shape = declared.get(_OFFSET, (None, ()))[1]
+        if len(offset_shape) != 1:
+            raise ValueError(f"{path}: tensor {_OFFSET} must be a vector, got shape "
+                             f"{offset_shape}")
+        n_features = offset_shape[0]
+        expected |= {_OFFSET: ((n_features,), np.dtype(np.float64)),
+                     _SCALE: ((n_features,), np.dtype(np.float64))}
+        _check_tensors(path, declared, expected)
+        if input_width is not None and input_width != n_features:
+            raise ValueError(f"{path}: preprocessing has {n_features} features, "
+                             f"the first Dense layer takes {input_width}")
+    _check_tensors(path, declared, expected)
+    classes = _decode_classes(path, fields["classes"])
+    if classes is not None and input_width is not None:
+        n_outputs = input_width
+        for name, _, n_out in architecture:
+            n_outputs = n_out if name == "Dense" else n_outputs
+        if len(classes) != n_outputs:
+            raise ValueError(f"{path}: {len(classes)} class labels for {n_outputs} "
                              "network outputs")
+    return _Plan(architecture, dtype, preprocessing and preprocessing["kind"], classes)
+
+
+def _check_preprocessing_values(path: Path, plan: _Plan, tensors: dict[str, np.ndarray]) -> None:
+    if plan.preprocessing is not None and not (
+            np.all(np.isfinite(tensors[_OFFSET])) and np.all(np.isfinite(tensors[_SCALE]))
+            and np.all(tensors[_SCALE] != 0)):
+        raise ValueError(f"{path}: preprocessing offset and scale must be finite, "
+                         "scale nonzero")
+
+
+def _build(plan: _Plan, tensors: dict[str, np.ndarray]) -> Sequential:
+    """The ``Sequential`` a checked plan describes, holding the file's tensors."""
+    layers: list[Layer] = []
+    for index, (name, _, _) in enumerate(plan.architecture):
+        if name != "Dense":
+            layers.append(SAVABLE_LAYERS[name]())
+            continue
+        layer = Dense(1, 1, dtype=plan.dtype)  # no random initialisation of the real size
+        layer.params = {"W": tensors[f"{index}.W"], "b": tensors[f"{index}.b"]}
+        layer.grads = {key: np.zeros_like(value) for key, value in layer.params.items()}
+        layers.append(layer)
+    model = Sequential(layers)
+    if plan.preprocessing is not None:
+        model.preprocessing = Scaler(plan.preprocessing, tensors[_OFFSET], tensors[_SCALE])
+    model.classes = plan.classes
     return model
 
 
@@ -204,41 +235,45 @@ def _json_field(path: Path, metadata: dict[str, str], key: str) -> Any:
         return json.loads(metadata[key])
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: metadata {key!r} is not valid JSON: {error}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: metadata {key!r} is nested too deeply") from None
 
 
-def _build_layers(
+def _architecture(
     path: Path, architecture: Any, dtype: np.dtype
-) -> tuple[list[Layer], dict[str, tuple[tuple[int, ...], np.dtype]]]:
-    """The layers, and the ``{key: (shape, dtype)}`` of the tensors they need."""
+) -> tuple[list[tuple[str, int, int]], dict[str, tuple[tuple[int, ...], np.dtype]]]:
+    """``[(type, n_in, n_out)]`` of the layers, and the ``{key: (shape, dtype)}`` of the
+    tensors they need."""
     if not isinstance(architecture, list) or not architecture:
         raise ValueError(f"{path}: architecture must be a non-empty list of layers")
-    layers: list[Layer] = []
+    layers: list[tuple[str, int, int]] = []
     expected: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
     width = None  # output width of the layers so far, once a Dense layer fixed it
     for index, entry in enumerate(architecture):
         name = entry.get("type") if isinstance(entry, dict) else None
-        if name not in SAVABLE_LAYERS:
+        if not isinstance(name, str) or name not in SAVABLE_LAYERS:
             raise ValueError(f"{path}: layer {index} has unknown type {name!r}; known: "
                              f"{', '.join(SAVABLE_LAYERS)}")
         if name != "Dense":
-            layers.append(SAVABLE_LAYERS[name]())
+            layers.append((name, 0, 0))
             continue
         n_in, n_out = entry.get("n_in"), entry.get("n_out")
-        if not all(isinstance(size, int) and size >= 1 for size in (n_in, n_out)):
+        if not all(type(size) is int and size >= 1 for size in (n_in, n_out)):
             raise ValueError(f"{path}: layer {index} (Dense) needs sizes n_in, n_out >= 1, "
                              f"got {n_in!r}, {n_out!r}")
         if width is not None and n_in != width:
             raise ValueError(f"{path}: layer {index} (Dense) takes {n_in} inputs but the "
                              f"layer before it outputs {width}")
         width = n_out
-        layers.append(Dense(n_in, n_out, seed=0, dtype=dtype))
+        layers.append((name, n_in, n_out))
         expected[f"{index}.W"] = ((n_in, n_out), dtype)
         expected[f"{index}.b"] = ((n_out,), dtype)
     return layers, expected
 
 
-def _check_tensors(path: Path, tensors: dict[str, np.ndarray],
+def _check_tensors(path: Path, tensors: dict[str, tuple[np.dtype, tuple[int, ...]]],
                    expected: dict[str, tuple[tuple[int, ...], np.dtype]]) -> None:
+    """The declared ``{key: (dtype, shape)}`` must be exactly the ``expected`` ones."""
     missing = sorted(set(expected) - set(tensors))
     if missing:
         raise ValueError(f"{path}: missing tensor(s) {', '.join(missing)}")
@@ -247,21 +282,31 @@ def _check_tensors(path: Path, tensors: dict[str, np.ndarray],
         raise ValueError(f"{path}: unexpected tensor(s) {', '.join(unexpected)} not in the "
                          "architecture")
     for key, (shape, dtype) in expected.items():
-        if tensors[key].shape != shape or tensors[key].dtype != dtype:
+        if tensors[key][1] != shape or tensors[key][0] != dtype:
             raise ValueError(f"{path}: tensor {key} should be {dtype} of shape {shape}, got "
-                             f"{tensors[key].dtype} of shape {tensors[key].shape}")
+                             f"{tensors[key][0]} of shape {tensors[key][1]}")
 
 
 def _decode_classes(path: Path, classes: Any) -> np.ndarray | None:
+    """The class labels ``{"dtype", "values"}`` as an array, each string label at most
+    ``MAX_LABEL_CHARS`` long, every value exactly representable in the dtype."""
     if classes is None:
         return None
     try:
-        dtype = np.dtype(classes["dtype"])
-        if dtype.kind not in _CLASS_KINDS:
-            raise ValueError(f"dtype {dtype} is not allowed")
+        if not (isinstance(classes, dict) and isinstance(classes.get("dtype"), str)
+                and isinstance(classes.get("values"), list)):
+            raise ValueError('expected {"dtype": "<i8", "values": [...]}')
+        dtype = np.dtype(classes["dtype"][:16])
+        if dtype.kind not in _CLASS_KINDS or dtype.str != classes["dtype"]:
+            raise ValueError(f"dtype {classes['dtype']!r} is not allowed")
+        if dtype.kind == "U" and dtype.itemsize // 4 > MAX_LABEL_CHARS:
+            raise ValueError(f"labels of up to {dtype.itemsize // 4} characters; at most "
+                             f"{MAX_LABEL_CHARS} are allowed")
         values = np.array(classes["values"], dtype=dtype)
-    except (TypeError, KeyError, ValueError) as error:
-        raise ValueError(f"{path}: invalid class labels {classes!r}: {error}") from None
-    if values.ndim != 1:
-        raise ValueError(f"{path}: class labels must be a flat list, got {classes['values']!r}")
+        if values.ndim != 1 or values.tolist() != classes["values"]:
+            raise ValueError(f"the values are not a flat list of {dtype} values")
+    except (TypeError, ValueError, OverflowError) as error:
+        shown = repr(classes)
+        shown = shown if len(shown) <= 200 else shown[:200] + "..."
+        raise ValueError(f"{path}: invalid class labels {shown}: {error}") from None
     return values
