@@ -56,7 +56,7 @@ from chainrule.nn import (
 )
 
 if TYPE_CHECKING:
-    from chainrule.estimator import MLPClassifier
+    from chainrule.estimator import MLPClassifier, MLPRegressor
 
 __all__ = [
     "SGD",
@@ -68,6 +68,7 @@ __all__ = [
     "LogSoftmax",
     "Loss",
     "MLPClassifier",
+    "MLPRegressor",
     "MSELoss",
     "NLLLoss",
     "Optimizer",
@@ -104,7 +105,7 @@ __all__ = [
 ]
 
 # Names whose modules import scikit-learn: loaded on first use (PEP 562), not by `import chainrule`.
-_LAZY = {"MLPClassifier": "chainrule.estimator"}
+_LAZY = {"MLPClassifier": "chainrule.estimator", "MLPRegressor": "chainrule.estimator"}
 
 
 def __getattr__(name: str) -> object:

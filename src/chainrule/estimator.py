@@ -1,292 +1,344 @@
-"""``MLPClassifier``: a scikit-learn estimator over ``mlp`` + ``fit``.
+"""``MLPClassifier`` and ``MLPRegressor``: drop-ins for scikit-learn's, trained by chainrule.
 
-It passes scikit-learn's own estimator checks, so it works in ``Pipeline``,
-``GridSearchCV``, ``cross_val_score`` and ``clone``. Training is chainrule's: softmax
-outputs trained with ``SoftmaxCrossEntropy`` (the fused gradient ``softmax(z) - onehot(y)``),
-``Adam`` or ``SGD``, early stopping on validation *loss* with the best weights restored.
-The trained ``Sequential`` is ``model_``: it predicts on raw inputs by itself.
+Same constructor parameters, defaults, meanings and fitted attributes as
+``sklearn.neural_network``'s estimators; the forward pass, the canonical losses and every
+gradient are chainrule's (``chainrule.nn``), checked against finite differences and PyTorch.
+Solvers: ``"adam"`` / ``"sgd"`` mini-batch epochs, ``"lbfgs"`` through SciPy's L-BFGS-B.
+chainrule adds ``scaling``, ``dtype`` and ``progress``, and ``model_``: the trained network as
+a ``Sequential`` to save, export or gradient-check.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.model_selection import train_test_split
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.base import ClassifierMixin, RegressorMixin
+from sklearn.metrics import r2_score
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import column_or_1d, validate_data
 
-from chainrule.nn.functional import log_softmax
-from chainrule.nn.losses import SoftmaxCrossEntropy
-from chainrule.nn.network import ACTIVATIONS, mlp
-from chainrule.nn.optimizers import SGD, Adam, Optimizer
-from chainrule.nn.preprocessing import SCALINGS
-from chainrule.nn.training import class_indices, fit
+from chainrule._mlp_base import BaseMLP
+from chainrule.nn.functional import log_softmax, softmax
+from chainrule.nn.layers import Dense
+from chainrule.nn.network import Sequential
+from chainrule.nn.training import class_indices
 
-__all__ = ["MLPClassifier"]
-
-SOLVERS = ("adam", "sgd")
-DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+__all__ = ["MLPClassifier", "MLPRegressor"]
 
 
-class MLPClassifier(ClassifierMixin, BaseEstimator):
-    """Multi-layer perceptron classifier trained by chainrule's backpropagation.
+def _stochastic(estimator: BaseMLP) -> bool:
+    """``partial_fit`` exists for the stochastic solvers only, as in scikit-learn."""
+    if estimator.solver == "lbfgs":
+        raise AttributeError("partial_fit is only available for stochastic optimizers "
+                             "(solver='sgd' or 'adam'); lbfgs is not stochastic.")
+    return True
 
-    Parameter names follow scikit-learn's ``MLPClassifier`` where the meaning is the same.
+
+def _log_sigmoid(z: np.ndarray) -> np.ndarray:
+    """``log σ(z) = -softplus(-z)``, finite where ``σ(z)`` underflows."""
+    return -(np.maximum(-z, 0) + np.log1p(np.exp(-np.abs(z))))
+
+
+class MLPClassifier(ClassifierMixin, BaseMLP):
+    """Multi-layer perceptron classifier: scikit-learn's ``MLPClassifier``, trained by chainrule.
+
+    Outputs as in scikit-learn: softmax with log-loss for several classes, one logistic unit
+    with binary log-loss for two, one logistic unit per label for multilabel ``y`` (an
+    indicator matrix). The loss is ``E + α/(2S) Σ‖W‖²`` (``S``: summed sample weights).
 
     Parameters
     ----------
-    hidden_layer_sizes : widths of the hidden layers, e.g. ``(100,)``; ``()`` gives a
-        softmax (multinomial logistic) regression.
-    activation : ``"relu"`` (He initialisation), ``"tanh"`` or ``"sigmoid"`` (Glorot).
-    solver : ``"adam"`` (``Adam(learning_rate_init)``) or ``"sgd"``
-        (``SGD(learning_rate_init, momentum=momentum)``).
-    learning_rate_init : the optimizer's learning rate.
-    momentum : SGD momentum (ignored by Adam).
-    batch_size : rows per gradient step; ``"auto"`` = ``min(200, n_samples)``.
-    max_iter : epochs that ``fit`` runs (fewer when early stopping ends it).
-        Without early stopping exactly ``max_iter`` epochs run: there is no ``tol``.
-    shuffle : reshuffle the rows every epoch.
-    early_stopping : hold out ``validation_fraction`` of the training rows (stratified when
-        every class has 2 rows or more), stop once their loss has not improved for more than
-        ``n_iter_no_change`` epochs in a row, and keep the best epoch's weights.
-        ``partial_fit`` never stops early.
-    scaling : None (inputs used as given), ``"standard"`` or ``"minmax"``: a ``Scaler`` learnt
-        on the training rows (by ``partial_fit``: on its first call's rows), recorded as
-        ``model_.preprocessing`` and applied to every input to ``predict*``.
-    random_state : int seed for initialisation, validation split and shuffling; None draws
-        fresh entropy (not NumPy's global state).
-    dtype : ``"float64"`` or ``"float32"``: parameters and computation.
-    progress : show a per-epoch progress bar (on a terminal).
+    hidden_layer_sizes : widths of the hidden layers, e.g. ``(100,)`` or ``50``.
+    activation : ``"relu"``, ``"tanh"``, ``"logistic"`` (alias ``"sigmoid"``) or
+        ``"identity"``.
+    solver : ``"adam"``, ``"sgd"`` or ``"lbfgs"`` (L-BFGS-B on the flat parameter vector;
+        good for small data).
+    alpha : L2 strength.
+    batch_size : rows per step (stochastic solvers); ``"auto"`` = ``min(200, n_samples)``.
+    learning_rate : SGD schedule: ``"constant"``, ``"invscaling"``
+        (``learning_rate_init / (t + 1) ** power_t``, t = samples seen) or ``"adaptive"``
+        (divided by 5 on each plateau, until below 1e-6).
+    learning_rate_init, power_t, momentum, nesterovs_momentum : SGD; ``beta_1``, ``beta_2``,
+        ``epsilon``: Adam.
+    max_iter : epochs (stochastic) or iterations (lbfgs), at most; ``max_fun``: lbfgs's
+        limit on loss evaluations.
+    tol, n_iter_no_change : stop when the training loss (or, with ``early_stopping``, the
+        validation score) has not improved by ``tol`` for more than ``n_iter_no_change``
+        epochs (``np.inf``: never); lbfgs uses ``tol`` as its gradient tolerance.
+    early_stopping, validation_fraction : hold out that fraction (stratified for a binary
+        problem), score it after each epoch, keep the best epoch's weights.
+    shuffle, random_state (int, None or ``RandomState``), verbose, warm_start : as in
+        scikit-learn.
+    scaling : chainrule: None, ``"standard"`` or ``"minmax"``, learnt by the first fit and
+        applied to every input (recorded in ``model_``).
+    dtype : chainrule: None follows the input (float32 stays float32), or ``"float32"`` /
+        ``"float64"``.
+    progress : chainrule: a per-epoch progress bar on a terminal.
 
     Attributes
     ----------
-    classes_ : the sorted class labels; ``predict`` returns values from it.
-    n_features_in_ : input width seen by ``fit``.
-    model_ : the trained ``Sequential`` (logits out; its ``classes`` are ``classes_``).
-    loss_curve_ : mean training loss of every epoch, across ``fit`` and ``partial_fit`` calls.
-    validation_scores_ : validation accuracy per epoch with early stopping, else None.
-    n_iter_ : epochs run so far.
-    history_ : the ``History`` of the last ``fit``/``partial_fit`` call.
+    classes_, coefs_ (``(n_in, n_out)`` per layer), intercepts_, loss_, best_loss_,
+    loss_curve_, validation_scores_, best_validation_score_, t_, n_iter_, n_layers_,
+    n_outputs_, out_activation_, n_features_in_, feature_names_in_ : scikit-learn's.
+    ``n_iter_`` counts the epochs of the last ``fit`` (``partial_fit`` adds one per call).
+    model_ : the network as a chainrule ``Sequential`` (logits; two for a binary problem,
+        ``[0, z]``, so that its softmax is ``predict_proba``), sharing ``coefs_``.
 
     >>> from sklearn.datasets import load_iris
     >>> X, y = load_iris(return_X_y=True)
-    >>> clf = MLPClassifier((16,), learning_rate_init=0.01, max_iter=100, scaling="standard",
-    ...                     random_state=0).fit(X, y)
+    >>> clf = MLPClassifier((16,), solver="lbfgs", random_state=0).fit(X, y)
     >>> clf.score(X, y) > 0.95
     True
     """
 
-    def __init__(
-        self,
-        hidden_layer_sizes: int | Sequence[int] = (100,),
-        activation: str = "relu",
-        *,
-        solver: str = "adam",
-        learning_rate_init: float = 1e-3,
-        momentum: float = 0.9,
-        batch_size: int | str = "auto",
-        max_iter: int = 200,
-        shuffle: bool = True,
-        early_stopping: bool = False,
-        validation_fraction: float = 0.1,
-        n_iter_no_change: int = 10,
-        scaling: str | None = None,
-        random_state: int | None = None,
-        dtype: str = "float64",
-        progress: bool = False,
-    ) -> None:
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.solver = solver
-        self.learning_rate_init = learning_rate_init
-        self.momentum = momentum
-        self.batch_size = batch_size
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.scaling = scaling
-        self.random_state = random_state
-        self.dtype = dtype
-        self.progress = progress
+    def fit(self, X, y, sample_weight=None) -> MLPClassifier:
+        """Train on ``X`` ``(N, n_features)`` (dense or sparse) and labels ``y`` ``(N,)`` or a
+        label-indicator matrix ``(N, n_labels)``; ``sample_weight`` ``(N,)``."""
+        return self._fit(X, y, sample_weight, incremental=False)
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> MLPClassifier:
-        """Train a fresh network on ``X`` ``(N, n_features)`` and labels ``y`` ``(N,)``."""
-        self._check_params()
-        X, y = validate_data(self, X, y, dtype=self._dtype())
-        check_classification_targets(y)
-        classes = _sorted_classes(y)
-        labels = _label_indices(classes, y)
-        self._start(X.shape[1], classes)
-        validation_data, patience = None, None
-        if self.early_stopping:
-            X, X_val, labels, labels_val = self._validation_split(X, labels)
-            validation_data, patience = (X_val, labels_val), self.n_iter_no_change
-        self._train(X, labels, self.max_iter, self.scaling, validation_data, patience)
-        if self.early_stopping:
-            self.validation_scores_ = list(self.history_.val_accuracy)
-        return self
-
-    def partial_fit(self, X: np.ndarray, y: np.ndarray,
-                    classes: np.ndarray | None = None) -> MLPClassifier:
+    @available_if(_stochastic)
+    def partial_fit(self, X, y, sample_weight=None, classes=None) -> MLPClassifier:
         """One epoch over ``X``, ``y``, continuing from the current weights and optimizer.
 
         The first call (before any ``fit``) needs ``classes``, every label that will ever
         be seen; each batch may hold any subset of them.
         """
-        first_call = not hasattr(self, "classes_")
-        if first_call:
+        if not hasattr(self, "classes_"):
             self._check_params()
             if classes is None:
                 raise ValueError("MLPClassifier.partial_fit: the first call needs classes=, "
                                  "the list of every class label")
-        elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(_sorted_classes(classes))
+            try:
+                self.classes_ = self._label_binarizer.classes_
+                return self._fit(X, y, sample_weight, incremental=True)
+            except ValueError:
+                del self.classes_  # a failed first call leaves the estimator unfitted
+                raise
+        if classes is not None and not np.array_equal(np.unique(classes), self.classes_):
             raise ValueError(f"MLPClassifier.partial_fit: classes={np.asarray(classes).tolist()}"
                              f" differs from the classes of the first call, "
                              f"{self.classes_.tolist()}")
-        dtype = self._dtype() if first_call else self.model_.dtype
-        X, y = validate_data(self, X, y, dtype=dtype, reset=first_call)
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def _validate_input(self, X, y, incremental: bool, reset: bool):
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                             dtype=(np.float64, np.float32), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
         check_classification_targets(y)
-        all_classes = _sorted_classes(classes) if first_call else self.classes_
-        labels = _label_indices(all_classes, y)
-        if first_call:
-            self._start(X.shape[1], all_classes)
-        self._train(X, labels, 1, self.scaling if first_call else None)
-        return self
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        elif self.warm_start and not incremental:
+            classes = np.unique(y) if y.ndim == 1 else np.arange(y.shape[1])
+            if set(classes.tolist()) != set(self.classes_.tolist()):
+                raise ValueError("warm_start can only be used where `y` has the same classes "
+                                 f"as in the previous call to fit. Previously got "
+                                 f"{self.classes_}, `y` has {classes}")
+        elif y.ndim == 1:
+            try:
+                class_indices(self.classes_, y)
+            except ValueError as error:
+                raise ValueError(f"MLPClassifier: {error}") from None
+        return X, self._label_binarizer.transform(y).astype(bool)
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(N, n_classes)``, columns in the order of ``classes_``."""
-        X = self._check_input(X)
-        return self.model_.predict_proba(X)
+    def _output_activation(self, Y: np.ndarray) -> str:
+        return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "logistic"
 
-    def predict_log_proba(self, X: np.ndarray) -> np.ndarray:
-        """``log predict_proba`` computed stably as ``log_softmax`` of the logits."""
-        X = self._check_input(X)
-        return log_softmax(self.model_.forward(self.model_.prepare(X)), axis=1)
+    def _stratify(self, Y: np.ndarray) -> np.ndarray | None:
+        return Y.astype(bool) if self.n_outputs_ == 1 else None
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """The most probable class label for each row, from ``classes_``."""
-        X = self._check_input(X)
-        return self.model_.predict(X)
+    def _validation_split(self, X, Y: np.ndarray, sample_weight: np.ndarray | None) -> tuple:
+        try:
+            return super()._validation_split(X, Y, sample_weight)
+        except ValueError as error:
+            if self.n_outputs_ != 1 or "least populated class" not in str(error):
+                raise
+            negative, positive = (self.classes_.tolist() * 2)[:2]
+            raise ValueError(f"{error} (with early_stopping the validation split is stratified "
+                             f"by y == {positive!r}: True, against {negative!r}: False)") from None
+
+    def _validation_score(self, X, Y: np.ndarray, sample_weight: np.ndarray | None) -> float:
+        """Accuracy (subset accuracy for multilabel) of the current weights; NaN when the
+        outputs are not finite."""
+        z = self._raw_output(X)
+        if not np.all(np.isfinite(z)):
+            return float("nan")
+        if self.out_activation_ == "softmax":
+            correct = np.argmax(z, axis=1) == np.argmax(Y, axis=1)
+        else:
+            correct = np.all((z > 0) == (Y > 0.5), axis=1)
+        return float(np.average(correct, weights=sample_weight))
+
+    def predict(self, X) -> np.ndarray:
+        """Class labels ``(N,)`` from ``classes_`` (multilabel: the indicator matrix)."""
+        z = self._raw_output(self._check_input(X))
+        if self.out_activation_ == "softmax":
+            return self.classes_[np.argmax(z, axis=1)]
+        decided = (z > 0).astype(int)
+        return self._label_binarizer.inverse_transform(
+            decided.ravel() if self.n_outputs_ == 1 else decided)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Probabilities ``(N, n_classes)``, columns in the order of ``classes_``; multilabel:
+        each label's own probability (rows need not sum to 1)."""
+        z = self._raw_output(self._check_input(X))
+        if self.out_activation_ == "softmax":
+            return softmax(z, axis=1)
+        probability = self._output(z)
+        return np.hstack([1 - probability, probability]) if self.n_outputs_ == 1 else probability
+
+    def predict_log_proba(self, X) -> np.ndarray:
+        """``log predict_proba``, computed stably (``log_softmax``, ``log σ``): finite where
+        the probability underflows to 0."""
+        z = self._raw_output(self._check_input(X))
+        if self.out_activation_ == "softmax":
+            return log_softmax(z, axis=1)
+        return np.hstack([_log_sigmoid(-z), _log_sigmoid(z)]) if self.n_outputs_ == 1 \
+            else _log_sigmoid(z)
+
+    @property
+    def model_(self) -> Sequential:
+        """The trained network as a chainrule ``Sequential``: raw inputs in (``scaling``
+        recorded as its ``preprocessing``), logits out, ``classes`` recorded. A binary problem
+        gets two logits ``[0, z]`` (a copy of the last layer), so that softmax gives
+        ``predict_proba``; the other layers share the arrays of ``coefs_``/``intercepts_``."""
+        network = super().model_
+        if self.out_activation_ == "logistic" and len(self.classes_) == 2:
+            last = network.layers[-1]
+            weights, bias = last.params["W"], last.params["b"]
+            network.layers[-1] = Dense.wrap(np.hstack([np.zeros_like(weights), weights]),
+                                            np.concatenate([np.zeros_like(bias), bias]))
+        if self.out_activation_ == "softmax" or self.n_outputs_ == 1:
+            network.classes = self.classes_
+        return network
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, BaseMLP):
+    """Multi-layer perceptron regressor: scikit-learn's ``MLPRegressor``, trained by chainrule.
+
+    Identity outputs with half squared error (``loss="squared_error"``; ``loss_`` is
+    scikit-learn's ``½ · mean over rows and outputs``) or exp outputs with half Poisson
+    deviance (``loss="poisson"``, ``y >= 0``); ``y`` may have several columns. ``score`` is
+    R². The other parameters and attributes are ``MLPClassifier``'s.
+
+    >>> from sklearn.datasets import load_diabetes
+    >>> X, y = load_diabetes(return_X_y=True)
+    >>> reg = MLPRegressor(hidden_layer_sizes=(32,), solver="lbfgs", max_iter=500,
+    ...                    random_state=0).fit(X, y)
+    >>> reg.score(X, y) > 0.5
+    True
+    """
+
+    def __init__(
+        self,
+        loss: str = "squared_error",
+        hidden_layer_sizes: int | Sequence[int] = (100,),
+        activation: str = "relu",
+        *,
+        solver: str = "adam",
+        alpha: float = 1e-4,
+        batch_size: int | str = "auto",
+        learning_rate: str = "constant",
+        learning_rate_init: float = 1e-3,
+        power_t: float = 0.5,
+        max_iter: int = 200,
+        shuffle: bool = True,
+        random_state: int | np.random.RandomState | None = None,
+        tol: float = 1e-4,
+        verbose: bool = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: int | float = 10,
+        max_fun: int = 15000,
+        scaling: str | None = None,
+        dtype: str | None = None,
+        progress: bool = False,
+    ) -> None:
+        self.loss = loss
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
+            max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol,
+            verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+            scaling=scaling, dtype=dtype, progress=progress)
+
+    def fit(self, X, y, sample_weight=None) -> MLPRegressor:
+        """Train on ``X`` ``(N, n_features)`` (dense or sparse) and targets ``y`` ``(N,)`` or
+        ``(N, n_outputs)``; ``sample_weight`` ``(N,)``."""
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    @available_if(_stochastic)
+    def partial_fit(self, X, y, sample_weight=None) -> MLPRegressor:
+        """One epoch over ``X``, ``y``, continuing from the current weights and optimizer."""
+        return self._fit(X, y, sample_weight, incremental=True)
 
     def _check_params(self) -> None:
-        """Validate the constructor parameters (scikit-learn validates in fit, not __init__)."""
-        sizes = self._hidden_sizes()
-        if not all(isinstance(size, Integral) and size >= 1 for size in sizes):
-            raise ValueError("MLPClassifier: hidden_layer_sizes must be positive integers, "
-                             f"got {self.hidden_layer_sizes!r}")
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"MLPClassifier: activation must be one of {sorted(ACTIVATIONS)},"
-                             f" got {self.activation!r}")
-        if self.solver not in SOLVERS:
-            raise ValueError(f"MLPClassifier: solver must be one of {SOLVERS}, "
-                             f"got {self.solver!r}")
-        if not (isinstance(self.learning_rate_init, Real) and self.learning_rate_init > 0):
-            raise ValueError("MLPClassifier: learning_rate_init must be > 0, "
-                             f"got {self.learning_rate_init!r}")
-        if not (isinstance(self.momentum, Real) and 0 <= self.momentum < 1):
-            raise ValueError(f"MLPClassifier: momentum must be in [0, 1), got {self.momentum!r}")
-        if self.batch_size != "auto" and not (
-                isinstance(self.batch_size, Integral) and self.batch_size >= 1):
-            raise ValueError("MLPClassifier: batch_size must be 'auto' or an integer >= 1, "
-                             f"got {self.batch_size!r}")
-        for name in ("max_iter", "n_iter_no_change"):
-            value = getattr(self, name)
-            if not (isinstance(value, Integral) and value >= 1):
-                raise ValueError(f"MLPClassifier: {name} must be an integer >= 1, got {value!r}")
-        if not (isinstance(self.validation_fraction, Real) and 0 < self.validation_fraction < 1):
-            raise ValueError("MLPClassifier: validation_fraction must be in (0, 1), "
-                             f"got {self.validation_fraction!r}")
-        if self.scaling is not None and self.scaling not in SCALINGS:
-            raise ValueError(f"MLPClassifier: scaling must be None or one of {SCALINGS}, "
-                             f"got {self.scaling!r}")
-        if self.random_state is not None and not isinstance(self.random_state, Integral):
-            raise ValueError("MLPClassifier: random_state must be an int or None, "
-                             f"got {self.random_state!r}")
-        self._dtype()
+        if self.loss not in ("squared_error", "poisson"):
+            hint = ("" if isinstance(self.loss, str) else " (the first positional parameter is "
+                    "loss, as in scikit-learn: pass hidden_layer_sizes= by name)")
+            raise ValueError("MLPRegressor: loss must be 'squared_error' or 'poisson', "
+                             f"got {self.loss!r}{hint}")
+        super()._check_params()
 
-    def _hidden_sizes(self) -> tuple:
-        sizes = self.hidden_layer_sizes
-        return (sizes,) if isinstance(sizes, Integral) else tuple(sizes)
+    def _validate_input(self, X, y, incremental: bool, reset: bool):
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                             y_numeric=True, dtype=(np.float64, np.float32), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if self.loss == "poisson" and np.any(y < 0):
+            raise ValueError("MLPRegressor: loss='poisson' needs targets y >= 0, got "
+                             f"{float(np.min(y))}")
+        return X, y.reshape(len(y), -1)
 
-    def _dtype(self) -> np.dtype:
-        try:
-            dtype = np.dtype(self.dtype)
-        except TypeError:
-            dtype = None
-        if dtype is None or dtype not in DTYPES:
-            raise ValueError(f"MLPClassifier: dtype must be 'float32' or 'float64', "
-                             f"got {self.dtype!r}")
-        return dtype
+    def _output_activation(self, Y: np.ndarray) -> str:
+        return "exp" if self.loss == "poisson" else "identity"
 
-    def _start(self, n_features: int, classes: np.ndarray) -> None:
-        """Fresh network, optimizer and training record for ``classes`` (sorted labels)."""
-        self.classes_ = classes
-        self._rng = np.random.default_rng(self.random_state)
-        self.model_ = mlp(n_features, self._hidden_sizes(), len(classes),
-                          activation=self.activation, seed=self._next_seed(),
-                          dtype=self._dtype())
-        self.model_.classes = classes
-        self._optimizer: Optimizer = (
-            Adam(self.learning_rate_init) if self.solver == "adam"
-            else SGD(self.learning_rate_init, momentum=self.momentum))
-        self.loss_curve_: list[float] = []
-        self.validation_scores_: list[float] | None = None
-        self.n_iter_ = 0
+    def _validation_score(self, X, Y: np.ndarray, sample_weight: np.ndarray | None) -> float:
+        """R² of the current weights; NaN when the predictions are not finite."""
+        prediction = self._output(self._raw_output(X))
+        if not np.all(np.isfinite(prediction)):
+            return float("nan")
+        return float(r2_score(Y, prediction, sample_weight=sample_weight))
 
-    def _next_seed(self) -> int:
-        return int(self._rng.integers(2**32))
+    def predict(self, X) -> np.ndarray:
+        """Predictions ``(N,)``, or ``(N, n_outputs)`` for several targets."""
+        prediction = self._output(self._raw_output(self._check_input(X)))
+        return prediction.ravel() if prediction.shape[1] == 1 else prediction
 
-    def _validation_split(self, X: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
-        """``X_train, X_val, labels_train, labels_val`` holding out ``validation_fraction``.
-
-        Stratified by class when every class has 2 rows and both parts can hold every class;
-        on smaller data a plain random split (validation labels are class indices either way).
-        """
-        n_val = int(np.ceil(self.validation_fraction * len(X)))
-        n_classes = len(self.classes_)
-        stratify = (np.bincount(labels).min() >= 2
-                    and n_classes <= n_val <= len(X) - n_classes)
-        return train_test_split(X, labels, test_size=n_val,
-                                stratify=labels if stratify else None,
-                                random_state=self._next_seed())
-
-    def _train(self, X: np.ndarray, labels: np.ndarray, epochs: int, scaling: str | None,
-               validation_data: tuple[np.ndarray, np.ndarray] | None = None,
-               patience: int | None = None) -> None:
-        """Run ``chainrule.fit`` on class indices and record its history."""
-        batch_size = min(200, len(X)) if self.batch_size == "auto" else self.batch_size
-        history = fit(self.model_, SoftmaxCrossEntropy(), self._optimizer, X, labels,
-                      epochs=epochs, batch_size=batch_size, validation_data=validation_data,
-                      shuffle=self.shuffle, seed=self._next_seed(), progress=self.progress,
-                      patience=patience, scaling=scaling)
-        # fit records the classes it saw (indices here); the model keeps the real labels.
-        self.model_.classes = self.classes_
-        self.history_ = history
-        self.loss_curve_.extend(history.loss)
-        self.n_iter_ += len(history.loss)
-
-    def _check_input(self, X: np.ndarray) -> np.ndarray:
-        check_is_fitted(self)
-        return validate_data(self, X, dtype=self.model_.dtype, reset=False)
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
 
 
-def _sorted_classes(labels: np.ndarray) -> np.ndarray:
-    """The distinct labels, sorted; fewer than 2 is an error."""
+def _sorted_classes(labels) -> np.ndarray:
+    """The distinct labels, sorted; none is an error."""
     classes = np.unique(labels)
-    if len(classes) < 2:
-        raise ValueError("MLPClassifier needs at least 2 classes, got "
-                         f"{len(classes)} class(es): {classes.tolist()}")
+    if len(classes) == 0:
+        raise ValueError("MLPClassifier.partial_fit: classes= is empty; it must list every "
+                         "class label")
     return classes
-
-
-def _label_indices(classes: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Positions of the labels ``y`` in ``classes``; any other label is an error."""
-    try:
-        return class_indices(classes, y)
-    except ValueError as error:
-        raise ValueError(f"MLPClassifier: {error}") from None

@@ -119,6 +119,29 @@ class Dense(Layer):
         self.grads = {name: np.zeros_like(value) for name, value in self.params.items()}
         self.x: np.ndarray | None = None
 
+    @classmethod
+    def wrap(cls, weights: np.ndarray, bias: np.ndarray) -> Dense:
+        """A ``Dense`` whose ``params`` ARE ``weights`` ``(n_in, n_out)`` and ``bias``
+        ``(n_out,)`` (no copy: training updates them in place), e.g. scikit-learn's
+        ``coefs_[i]`` and ``intercepts_[i]``.
+
+        >>> W, b = np.zeros((3, 2)), np.ones(2)
+        >>> Dense.wrap(W, b).params["W"] is W
+        True
+        """
+        if (np.ndim(weights) != 2 or np.ndim(bias) != 1 or weights.shape[1] != bias.shape[0]
+                or weights.dtype.kind != "f" or bias.dtype != weights.dtype):
+            raise ValueError(f"Dense.wrap: needs float weights (n_in, n_out) and bias (n_out,) "
+                             f"of one dtype, got {getattr(weights, 'dtype', '?')} "
+                             f"{np.shape(weights)} and {getattr(bias, 'dtype', '?')} "
+                             f"{np.shape(bias)}")
+        layer = cls.__new__(cls)
+        Layer.__init__(layer)
+        layer.params = {"W": weights, "b": bias}
+        layer.grads = {"W": np.zeros_like(weights), "b": np.zeros_like(bias)}
+        layer.x = None
+        return layer
+
     def __repr__(self) -> str:
         n_in, n_out = self.params["W"].shape
         return f"Dense({n_in}→{n_out})"

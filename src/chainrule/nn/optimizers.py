@@ -38,6 +38,11 @@ class Optimizer:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(lr={self.lr})"
 
+    def __getstate__(self) -> dict:
+        # The flat arrays' per-parameter views would come back from pickle or deepcopy as
+        # separate copies: only ``state`` travels, and the flat arrays are rebuilt from it.
+        return {**self.__dict__, "_flat": None}
+
     def step(self, model) -> None:
         """Update every parameter of ``model`` (a ``Sequential``) in place."""
         entries = [(key, param, grad) for (key, param), (_, grad)
@@ -70,14 +75,23 @@ class Optimizer:
             param -= update
 
     def _new_flat_state(self, layout: list) -> dict:
-        """Flat state arrays for ``layout``, and ``self.state`` as per-parameter views of them."""
+        """Flat state arrays for ``layout``, and ``self.state`` as per-parameter views of them.
+
+        Per-parameter state already there for the same shape and dtype (after ``pickle`` or
+        ``deepcopy``, which copy views as separate arrays) is carried into the flat arrays.
+        """
         sizes = [int(np.prod(shape)) for _, shape, _ in layout]
         flat_state = self._new_state(np.empty(sum(sizes), dtype=layout[0][2]))
         ends = np.cumsum(sizes)
-        self.state = {}
-        for (key, shape, _), end, size in zip(layout, ends, sizes, strict=True):
+        previous, self.state = self.state, {}
+        for (key, shape, dtype), end, size in zip(layout, ends, sizes, strict=True):
             self.state[key] = {name: value[end - size:end].reshape(shape) if value.ndim else value
                                for name, value in flat_state.items()}
+            old = previous.get(key, {})
+            if all(name in old and np.shape(old[name]) == np.shape(value)
+                   and old["update"].dtype == dtype for name, value in self.state[key].items()):
+                for name, value in self.state[key].items():
+                    value[...] = old[name]
         return {"layout": layout, "state": flat_state,
                 "grad": np.empty_like(flat_state["update"]),
                 "updates": [self.state[key]["update"] for key, _, _ in layout]}
