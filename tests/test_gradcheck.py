@@ -760,3 +760,90 @@ def test_load_function_file_can_import_its_neighbours(tmp_path):
                                       "    return np.diag(a) - outer(a)\n")
     softmax_prime = load_function(f"{tmp_path / 'mine.py'}:softmax_prime")
     assert check_jacobian_of(softmax_prime, "softmax", takes="output").passed
+
+
+def test_two_wrong_layers_are_each_diagnosed(batch):
+    model = _five_layer_net()
+    model.layers[0] = _plant(model.layers[0], "W")
+    model.layers[3] = _plant(model.layers[3], "input")
+    report = gradcheck(model, SoftmaxCrossEntropy(), *batch)
+    assert report.failing_layer == 3 and report.failing_layers == [0, 3]
+    assert [(item.where, item.identifier) for item in report.diagnosis] == [
+        ("layer 3 (BuggySigmoid)", "scaled"), ("layer 0 (BuggyDense)", "scaled")]
+    summary = report.summary()
+    assert "layer 3 (BuggySigmoid): scaled" in summary
+    assert "layer 0 (BuggyDense): scaled" in summary and "factor 1.1" in summary
+
+
+def test_failing_small_jacobian_is_shown_side_by_side_with_wrong_entries_marked():
+    z = np.array([1.0, 2.0, 0.5])
+    wrong = softmax_jacobian(softmax(z)) * np.array([[1, 1, 1], [1, 1, 1], [1, 1, -1]])
+    text = str(check_jacobian(softmax, lambda v: wrong, z))
+    block = text.split("Jacobian: claimed (left) vs numeric (right), * = wrong:\n")[1]
+    lines = block.splitlines()[:3]
+    assert [line.count("*") for line in lines] == [0, 0, 2]  # only [2, 2], on both sides
+    assert lines[2].split("|")[0].split()[-1] == f"{wrong[2, 2]:.4g}*"
+    assert lines[2].split("|")[1].split()[-1] == f"{-wrong[2, 2]:.4g}*"
+
+
+def test_large_failing_gradient_shows_its_worst_rows():
+    numeric = np.arange(80.0).reshape(8, 10)
+    claimed = numeric.copy()
+    claimed[5, 7] += 3.0
+    claimed[2, 1] += 1.0
+    text = str(check_gradient(lambda v: float(np.sum(v * numeric)), lambda v: claimed,
+                              np.ones((8, 10))))
+    assert "gradient: claimed (left) vs numeric (right), * = wrong, worst rows of 8 × 10:" in text
+    worst = text.split("worst rows of 8 × 10:\n")[1].splitlines()
+    assert worst[0].startswith("  row 5, columns [") and worst[2].startswith("  row 2, columns [")
+    assert worst[1].count("*") == 2 and worst[3].count("*") == 2
+
+
+def test_cli_check_jacobian_class_method_elementwise_and_exit_codes(tmp_path, capsys):
+    path = tmp_path / "my_net.py"
+    path.write_text("import numpy as np\n\nnot_callable = [1, 2, 3]\n\n\n"
+                    "class Softmax:\n    def jacobian(self, a):\n"
+                    "        return np.diag(a) - np.outer(a, a)\n\n\n"
+                    "def sigmoid_prime(z):\n    s = 1 / (1 + np.exp(-z))\n    return s * (1 - s)\n"
+                    "\n\ndef broken(z):\n    return np.ones(3) + np.ones((12, 12))\n")
+    assert main(["check-jacobian", f"{path}:Softmax.jacobian", "--of", "softmax",
+                 "--takes", "output"]) == 0
+    assert main(["check-jacobian", f"{path}:sigmoid_prime", "--of", "sigmoid",
+                 "--elementwise", "--batch", "3"]) == 0
+    capsys.readouterr()
+    assert main(["check-jacobian", f"{path}:not_callable", "--of", "softmax"]) == 2
+    assert "my_net.py:not_callable is a list, not a function" in capsys.readouterr().err
+    assert main(["check-jacobian", f"{path}:broken", "--of", "softmax"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "your code raised: broken raised ValueError: operands " in err
+    assert f"{path}:17, called with input shape (4,)" in err
+    assert main(["check-jacobian", f"{tmp_path / 'none.py'}:f", "--of", "softmax"]) == 2
+
+
+def test_cli_suggests_takes_output_after_evaluated_at_input(seed_file, capsys):
+    assert main(["check-jacobian", f"{seed_file}:softmax_prime", "--of", "softmax"]) == 1
+    assert ("softmax_prime is right when given the output softmax(z): rerun with --takes output"
+            in capsys.readouterr().out)
+
+
+def test_cli_check_layer(tmp_path, capsys):
+    path = tmp_path / "layers.py"
+    path.write_text("import numpy as np\n\n\nclass Dense:\n"
+                    "    def __init__(self, n_in, n_out):\n"
+                    "        self.W = np.random.default_rng(0).normal(size=(n_in, n_out))\n"
+                    "        self.b = np.zeros(n_out)\n\n"
+                    "    def forward(self, x):\n        self.x = x\n"
+                    "        return x @ self.W + self.b\n\n"
+                    "    def backward(self, g):\n        self.dW = self.x.T @ g / len(g)\n"
+                    "        self.db = g.sum(axis=0)\n        return g @ self.W.T\n")
+    assert main(["check-layer", f"{path}:Dense", "--in", "4", "--args",
+                 '{"n_in": 4, "n_out": 3}']) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("check-layer: Dense(n_in=4, n_out=3) at x (5, 4)\n")
+    assert "averaged_in_layer" in out and "fix: " in out
+    assert main(["check-layer", f"{path}:Dense", "--in", "4"]) == 2
+    assert ("cannot build Dense(): missing a required argument: 'n_in'; give its arguments "
+            "as --args '{\"n_in\": ..., \"n_out\": ...}'") in capsys.readouterr().err
+    with pytest.raises(SystemExit) as caught:
+        main(["check-layer", f"{path}:Dense", "--in", "4", "--args", "[4]"])
+    assert caught.value.code == 2

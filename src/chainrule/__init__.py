@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from chainrule._version import __version__
 from chainrule.check import (
     UserCodeError,
+    check_autograd_function,
+    check_functions,
     check_gradient,
     check_jacobian,
     check_layer,
@@ -81,6 +83,8 @@ __all__ = [
     "Tanh",
     "UserCodeError",
     "__version__",
+    "check_autograd_function",
+    "check_functions",
     "check_gradient",
     "check_jacobian",
     "check_layer",

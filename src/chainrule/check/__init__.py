@@ -9,8 +9,10 @@ any common convention is mapped by ``adapters`` (or explicitly by ``wrapped.wrap
 """
 
 from chainrule.check.adapters import ConventionError
+from chainrule.check.autograd import check_autograd_function
 from chainrule.check.calls import UserCodeError
 from chainrule.check.diagnosis import CATALOGUE
+from chainrule.check.functional_style import check_functions
 from chainrule.check.functions import check_gradient, check_jacobian
 from chainrule.check.layercheck import check_layer
 from chainrule.check.network import gradcheck
@@ -23,6 +25,8 @@ __all__ = [
     "ConventionError",
     "Report",
     "UserCodeError",
+    "check_autograd_function",
+    "check_functions",
     "check_gradient",
     "check_jacobian",
     "check_layer",

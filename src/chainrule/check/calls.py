@@ -43,6 +43,8 @@ def user_location(error: BaseException, function: Callable | None = None) -> str
 
     Falls back to where ``function`` is defined, then to the deepest frame of all.
     """
+    if isinstance(error, SyntaxError) and error.filename:
+        return f"{error.filename}:{error.lineno}"
     frames = traceback.extract_tb(error.__traceback__)
     mine = [frame for frame in frames if not _is_library(frame.filename)]
     if mine:
@@ -80,7 +82,9 @@ def call_user(function: Callable, *args: object, name: str | None = None) -> obj
     except Exception as error:  # any exception of the user's code is reported as theirs
         location = user_location(error, function)
         shapes = describe_shapes(args)
+        called = ("no arguments" if not args else
+                  f"{'input shape' if len(args) == 1 else 'arguments'} {shapes}")
         message = (f"{name} raised {type(error).__name__}: {error} — at {location}, called "
-                   f"with {'input shape ' if len(args) == 1 else 'arguments '}{shapes}")
+                   f"with {called}")
         raise UserCodeError(message, location, name, shapes) from error
 

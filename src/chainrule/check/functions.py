@@ -66,6 +66,7 @@ def check_jacobian(f: Callable[[np.ndarray], np.ndarray],
     x = as_float64("x", x)
     if x.ndim not in (1, 2) or x.size == 0:
         raise ValueError(f"x must be a vector (n,) or a batch of rows (B, n), got {x.shape}")
+    title = f"check_jacobian: {getattr(f, '__name__', 'f')} at x {x.shape}"
     f, jacobian_fn = _user(f, "f"), _user(jacobian_fn, "jacobian_fn")
     y = as_float64("f(x)", f(x))
     expected = (y.size, x.size) if x.ndim == 1 else (*y.shape, x.shape[1])
@@ -78,7 +79,7 @@ def check_jacobian(f: Callable[[np.ndarray], np.ndarray],
     else:
         numeric = rowwise_jacobian(f, x, eps)
     if elementwise:
-        return _check_elementwise(f, claimed, numeric, x, y, atol, rtol)
+        return _check_elementwise(title, claimed, numeric, x, y, atol, rtol)
     if claimed.shape != expected:
         kind = "(m, n)" if x.ndim == 1 else "per-row Jacobians (B, m, n)"
         hint = (" (an element-wise derivative? pass elementwise=True)"
@@ -94,11 +95,10 @@ def check_jacobian(f: Callable[[np.ndarray], np.ndarray],
               probe=(lambda t: float(np.sum(upstream * f(x + t * direction))), slope))
     if not row.passed:
         row.diagnosis = diagnose_jacobian(claimed, numeric, x, y)
-    return Report(f"check_jacobian: {getattr(f, '__name__', 'f')} at x {x.shape}", [row],
-                  cause=None if row.passed else row.name)
+    return Report(title, [row], cause=None if row.passed else row.name)
 
 
-def _check_elementwise(f: Callable, claimed: np.ndarray, numeric: np.ndarray, x: np.ndarray,
+def _check_elementwise(title: str, claimed: np.ndarray, numeric: np.ndarray, x: np.ndarray,
                        y: np.ndarray, atol: float, rtol: float) -> Report:
     """An element-wise derivative ``(n,)``/``(B, n)`` against the numeric Jacobian's diagonal,
     and the Jacobian's cross terms (off-diagonal) against the zeros it implies."""
@@ -120,8 +120,8 @@ def _check_elementwise(f: Callable, claimed: np.ndarray, numeric: np.ndarray, x:
         diagnosis = diagnose_jacobian(implied, numeric, x, y)
         for row in failed:
             row.diagnosis = diagnosis
-    return Report(f"check_jacobian: {getattr(f, '__name__', 'f')}, element-wise derivative at "
-                  f"x {x.shape}", rows, cause=failed[0].name if failed else None)
+    return Report(f"{title}, element-wise derivative", rows,
+                  cause=failed[0].name if failed else None)
 
 
 def check_gradient(f: Callable[[np.ndarray], float], grad_fn: Callable[[np.ndarray], np.ndarray],
@@ -138,6 +138,7 @@ def check_gradient(f: Callable[[np.ndarray], float], grad_fn: Callable[[np.ndarr
     'scaled'
     """
     x = as_float64("x", x)
+    title = f"check_gradient: {getattr(f, '__name__', 'f')} at x {x.shape}"
     f, grad_fn = _user(f, "f"), _user(grad_fn, "grad_fn")
     value = np.asarray(f(x))
     if value.size != 1:
@@ -152,5 +153,4 @@ def check_gradient(f: Callable[[np.ndarray], float], grad_fn: Callable[[np.ndarr
     if not row.passed:
         batch = x.shape[0] if x.ndim >= 2 else None
         row.diagnosis = diagnose_gradient(claimed, numeric, batch)
-    return Report(f"check_gradient: {getattr(f, '__name__', 'f')} at x {x.shape}", [row],
-                  cause=None if row.passed else row.name)
+    return Report(title, [row], cause=None if row.passed else row.name)

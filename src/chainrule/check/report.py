@@ -230,6 +230,9 @@ class Report:
         lines = [self.title, header, "-" * len(header)]
         for row in self.rows:
             status = "ok" if row.passed else "FAIL"
+            if row.problem is not None and row.analytic.size == 0:  # nothing was compared
+                lines.append(f"{row.name[:44]:<44} {'-':>7} {'-':>11} {'-':>11}  {status}")
+                continue
             lines.append(f"{row.name[:44]:<44} {row.analytic.size:>7} {row.max_abs_error:>11.2e}"
                          f" {row.max_rel_error:>11.2e}  {status}")
         lines += [*self.notes, _FORMULA.format(rtol=self._rtol, atol=self._atol)]

@@ -1,0 +1,46 @@
+"""Assertions for pytest files and autograders: a wrong derivative fails with the diagnosis.
+
+Each function runs the matching check and raises ``AssertionError`` whose message is the
+report (the table, the claimed and numeric values side by side, the mistake and its fix).
+
+>>> import numpy as np
+>>> from chainrule.nn.layers import Tanh
+>>> assert_layer_correct(Tanh(), np.array([[0.5, -1.0, 2.0]]))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from chainrule.check.functional_style import check_functions
+from chainrule.check.functions import check_jacobian
+from chainrule.check.layercheck import check_layer
+from chainrule.check.report import Report
+
+__all__ = ["assert_functions_correct", "assert_jacobian_correct", "assert_layer_correct"]
+
+
+def _require(report: Report) -> None:
+    if not report.passed:
+        raise AssertionError("\n" + str(report))
+
+
+def assert_layer_correct(layer: object, x: np.ndarray, **options: object) -> None:
+    """``check_layer(layer, x, **options)`` must pass (any layer convention; see there)."""
+    _require(check_layer(layer, x, **options))
+
+
+def assert_jacobian_correct(f: Callable[[np.ndarray], np.ndarray],
+                            jacobian_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
+                            **options: object) -> None:
+    """``check_jacobian(f, jacobian_fn, x, **options)`` must pass (``elementwise=True`` for
+    an element-wise derivative)."""
+    _require(check_jacobian(f, jacobian_fn, x, **options))
+
+
+def assert_functions_correct(forward_fn: Callable, backward_fn: Callable, *inputs: np.ndarray,
+                             **options: object) -> None:
+    """``check_functions(forward_fn, backward_fn, *inputs, **options)`` must pass."""
+    _require(check_functions(forward_fn, backward_fn, *inputs, **options))
