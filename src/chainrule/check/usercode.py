@@ -153,7 +153,8 @@ def _chain(spec: str) -> list[object]:
     """The module and each object along ``NAME`` of ``"MODULE:NAME"`` (``Class.method``)."""
     module_name, _, attribute = spec.rpartition(":")
     if not module_name or not attribute:
-        raise ValueError(f"expected MODULE:NAME (MODULE a .py path or a module), got {spec!r}")
+        raise ValueError(f"expected MODULE:FUNCTION, MODULE:Class.method or MODULE:CLASS "
+                         f"(MODULE a .py path or a module), got {spec!r}")
     chain = [_import(module_name)]
     where = module_name
     for part in attribute.split("."):
