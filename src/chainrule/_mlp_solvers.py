@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import sys
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from chainrule.nn.errors import NonFiniteError
+from chainrule.nn.network import Sequential
 from chainrule.nn.optimizers import SGD, Adam, Optimizer
+
+if TYPE_CHECKING:
+    from chainrule._mlp_base import BaseMLP, Network
 
 __all__ = ["ScheduledOptimizer", "fit_lbfgs", "fit_stochastic"]
 
@@ -44,9 +49,16 @@ class ScheduledOptimizer:
 
     @learning_rate.setter
     def learning_rate(self, value: float) -> None:
+        # scikit-learn's momentum accumulates steps already scaled by the rate, v ← μv - ηg;
+        # chainrule's SGD (PyTorch's rule) accumulates gradients, b ← μb + g, and scales at
+        # the step. With v = -ηb they agree while η is constant; rescaling b by η_old / η_new
+        # when η changes keeps scikit-learn's steps exactly.
+        if isinstance(self.rule, SGD) and self.rule.momentum and value != self.rule.lr:
+            for state in self.rule.state.values():
+                state["velocity"] *= self.rule.lr / value
         self.rule.lr = value
 
-    def step(self, network) -> None:
+    def step(self, network: Sequential) -> None:
         self.rule.step(network)
 
     def iteration_ends(self, samples_seen: int) -> None:
@@ -70,7 +82,7 @@ class ScheduledOptimizer:
         return False
 
 
-def new_optimizer(estimator) -> ScheduledOptimizer:
+def new_optimizer(estimator: BaseMLP) -> ScheduledOptimizer:
     """The estimator's ``solver`` ("sgd" or "adam") with its parameters."""
     if estimator.solver == "sgd":
         rule: Optimizer = SGD(estimator.learning_rate_init, momentum=estimator.momentum,
@@ -82,7 +94,7 @@ def new_optimizer(estimator) -> ScheduledOptimizer:
                               estimator.power_t)
 
 
-def fit_stochastic(estimator, network, X, Y: np.ndarray,
+def fit_stochastic(estimator: BaseMLP, network: Network, X, Y: np.ndarray,
                    sample_weight: np.ndarray | None, incremental: bool) -> None:
     """Mini-batch epochs until ``max_iter``, a plateau (``tol`` / ``n_iter_no_change``) or, for
     ``partial_fit``, one epoch. Records ``loss_curve_``, ``n_iter_``, ``t_`` and the stopping
@@ -154,7 +166,8 @@ def fit_stochastic(estimator, network, X, Y: np.ndarray,
         est.coefs_, est.intercepts_ = est._best_coefs, est._best_intercepts
 
 
-def _batch_loss(est, network, X, Y: np.ndarray, weights: np.ndarray | None) -> float:
+def _batch_loss(est: BaseMLP, network: Network, X, Y: np.ndarray,
+                weights: np.ndarray | None) -> float:
     """Loss and gradients of one batch; NaN when the forward pass met non-finite values."""
     try:
         return est._loss_and_grads(network, X, Y, weights)
@@ -162,7 +175,7 @@ def _batch_loss(est, network, X, Y: np.ndarray, weights: np.ndarray | None) -> f
         return np.nan
 
 
-def _diverged(est, validation: tuple | None, where: str, loss: float) -> None:
+def _diverged(est: BaseMLP, validation: tuple | None, where: str, loss: float) -> None:
     """A non-finite loss: stop. With early stopping the best epoch's weights are kept and the
     last validation score is NaN; without, the fit fails (scikit-learn's message)."""
     est.n_iter_ += 1
@@ -177,7 +190,7 @@ def _diverged(est, validation: tuple | None, where: str, loss: float) -> None:
                      f"{where}; training stopped there.)")
 
 
-def _update_no_improvement_count(est, validation: tuple | None) -> None:
+def _update_no_improvement_count(est: BaseMLP, validation: tuple | None) -> None:
     """scikit-learn's plateau rule: an epoch that does not beat the best by ``tol`` counts."""
     if validation is not None:
         score = est._validation_score(*validation)
@@ -200,7 +213,7 @@ def _update_no_improvement_count(est, validation: tuple | None) -> None:
         est.best_loss_ = min(est.best_loss_, est.loss_curve_[-1])
 
 
-def fit_lbfgs(estimator, network, X, Y: np.ndarray,
+def fit_lbfgs(estimator: BaseMLP, network: Network, X, Y: np.ndarray,
               sample_weight: np.ndarray | None) -> None:
     """``scipy.optimize.minimize(method="L-BFGS-B")`` over all parameters as one vector
     (``coefs_`` then ``intercepts_``, each flattened), with ``maxiter=max_iter``,

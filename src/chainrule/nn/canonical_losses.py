@@ -25,6 +25,10 @@ __all__ = ["CanonicalLoss", "HalfPoissonDeviance", "HalfSquaredError", "SigmoidL
 class CanonicalLoss(Loss):
     """Base class: subclasses give ``output(z) = h(z)`` and ``_row_losses(z, Y, h(z))``."""
 
+    def __call__(self, output: np.ndarray, target: np.ndarray,
+                 sample_weight: np.ndarray | None = None) -> float:
+        return self.forward(output, target, sample_weight)
+
     def forward(self, output: np.ndarray, target: np.ndarray,
                 sample_weight: np.ndarray | None = None) -> float:
         """``E`` for raw outputs ``z`` ``(B, K)``, targets ``(B, K)``, weights ``(B,)``."""
@@ -114,9 +118,11 @@ class SigmoidLogLoss(CanonicalLoss):
 
     def _row_losses(self, z: np.ndarray, target: np.ndarray,
                     prediction: np.ndarray) -> np.ndarray:
-        softplus = np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
-        softplus -= target * z
-        return np.add.reduce(softplus, axis=1)
+        # max(z, 0) - Y z first: for 0/1 targets it is exactly 0 or |z|, so nothing cancels
+        # against the small log1p term (a confident correct output keeps its tiny loss).
+        per_output = np.maximum(z, 0) - target * z
+        per_output += np.log1p(np.exp(-np.abs(z)))
+        return np.add.reduce(per_output, axis=1)
 
 
 class HalfSquaredError(CanonicalLoss):

@@ -1,0 +1,214 @@
+"""chainrule's MLPClassifier / MLPRegressor against scikit-learn's, number by number.
+
+Same initialisation and random draws, so the objective, its gradient and whole SGD training
+runs agree to rounding; Adam to ~1e-5 (ε is added to the bias-corrected √v̂, PyTorch's rule).
+"""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+import re
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn import neural_network as sk
+from sklearn.datasets import load_iris, make_multilabel_classification, make_regression
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.preprocessing import StandardScaler
+
+import chainrule as cr
+
+X_IRIS, Y_IRIS = load_iris(return_X_y=True)
+X_IRIS = StandardScaler().fit_transform(X_IRIS)
+X_MULTI, Y_MULTI = make_multilabel_classification(n_samples=60, n_classes=4, random_state=0)
+X_REG, Y_REG = make_regression(n_samples=80, n_features=5, n_targets=3, random_state=0)
+Y_REG = Y_REG / 100
+
+
+def _fit_quietly(estimator, X, y, **fit_params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return estimator.fit(X, y, **fit_params)
+
+
+def _sklearn_objective(estimator, theta, X, Y, sample_weight):
+    """scikit-learn's private ``_loss_grad_lbfgs`` with the work buffers it needs."""
+    units = [X.shape[1], *[c.shape[1] for c in estimator.coefs_]]
+    activations = [X] + [None] * (len(units) - 1)
+    deltas = [None] * (len(units) - 1)
+    coef_grads = [np.empty(pair) for pair in itertools.pairwise(units)]
+    intercept_grads = [np.empty(b) for b in units[1:]]
+    return estimator._loss_grad_lbfgs(theta, X, Y, sample_weight, activations, deltas,
+                                      coef_grads, intercept_grads)
+
+
+CASES = {
+    "multiclass": (sk.MLPClassifier, cr.MLPClassifier, {}, X_IRIS, Y_IRIS),
+    "binary": (sk.MLPClassifier, cr.MLPClassifier, {}, X_IRIS, Y_IRIS == 1),
+    "multilabel": (sk.MLPClassifier, cr.MLPClassifier, {}, X_MULTI, Y_MULTI),
+    "regression 3 outputs": (sk.MLPRegressor, cr.MLPRegressor, {}, X_REG, Y_REG),
+    "poisson": (sk.MLPRegressor, cr.MLPRegressor, {"loss": "poisson"}, X_REG,
+                np.exp(Y_REG[:, 0])),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("activation", ["relu", "logistic", "identity"])
+def test_objective_and_gradient_equal_scikit_learns(case, weighted, activation):
+    sklearn_class, chainrule_class, extra, X, y = CASES[case]
+    weights = np.random.default_rng(0).uniform(0.5, 2.0, len(X)) if weighted else None
+    params = {"hidden_layer_sizes": (7, 5), "activation": activation, "solver": "lbfgs",
+              "alpha": 0.3, "max_iter": 1, "random_state": 0, **extra}
+    theirs = _fit_quietly(sklearn_class(**params), X, y, sample_weight=weights)
+    ours = _fit_quietly(chainrule_class(**params), X, y, sample_weight=weights)
+    assert ours.out_activation_ == theirs.out_activation_
+    assert ours.n_outputs_ == theirs.n_outputs_ and ours.n_layers_ == theirs.n_layers_
+    theta = np.concatenate([a.ravel() for a in theirs.coefs_ + theirs.intercepts_])
+    Y = (theirs._label_binarizer.transform(y) if hasattr(theirs, "classes_")
+         else y.reshape(len(y), -1)).astype(float)
+    expected_loss, expected_grad = _sklearn_objective(theirs, theta.copy(), X, Y, weights)
+    loss, grad = ours._loss_grad_lbfgs(theta.copy(), X, Y, weights)
+    assert loss == pytest.approx(expected_loss, rel=1e-12)
+    assert_allclose(grad, expected_grad, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("params", [
+    {"solver": "sgd"},
+    {"solver": "sgd", "nesterovs_momentum": False, "learning_rate": "invscaling"},
+    {"solver": "sgd", "learning_rate": "adaptive", "tol": 0.05, "max_iter": 200},
+    {"solver": "sgd", "early_stopping": True},
+], ids=["sgd", "invscaling", "adaptive", "early-stopping"])
+def test_sgd_training_follows_scikit_learn_to_rounding(params):
+    params = {"hidden_layer_sizes": (8,), "random_state": 0, "learning_rate_init": 0.05,
+              "batch_size": 20, "max_iter": 30, **params}
+    theirs = _fit_quietly(sk.MLPClassifier(**params), X_IRIS, Y_IRIS)
+    ours = _fit_quietly(cr.MLPClassifier(**params), X_IRIS, Y_IRIS)
+    assert ours.n_iter_ == theirs.n_iter_ and ours.t_ == theirs.t_
+    assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-12)
+    assert ours.validation_scores_ == theirs.validation_scores_
+    assert ours._optimizer.learning_rate == pytest.approx(theirs._optimizer.learning_rate,
+                                                          rel=1e-14)
+    for mine, reference in zip(ours.coefs_ + ours.intercepts_,
+                               theirs.coefs_ + theirs.intercepts_, strict=True):
+        assert_allclose(mine, reference, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_regression_follows_scikit_learn(solver):
+    params = {"hidden_layer_sizes": (8,), "solver": solver, "max_iter": 20, "random_state": 0}
+    theirs = _fit_quietly(sk.MLPRegressor(**params), X_REG, Y_REG)
+    ours = _fit_quietly(cr.MLPRegressor(**params), X_REG, Y_REG)
+    # loss_ is scikit-learn's: ½ · mean over rows AND outputs, plus the L2 term.
+    tolerance = 1e-5 if solver == "adam" else 1e-10
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=tolerance)
+    assert_allclose(ours.predict(X_REG), theirs.predict(X_REG), rtol=tolerance * 10, atol=1e-9)
+    assert ours.score(X_REG, Y_REG) == pytest.approx(theirs.score(X_REG, Y_REG), rel=1e-4)
+
+
+def test_adam_agrees_with_scikit_learn_up_to_where_epsilon_is_added():
+    params = {"hidden_layer_sizes": (16,), "learning_rate_init": 0.01, "max_iter": 40,
+              "random_state": 3}
+    theirs = _fit_quietly(sk.MLPClassifier(**params), X_IRIS, Y_IRIS)
+    ours = _fit_quietly(cr.MLPClassifier(**params), X_IRIS, Y_IRIS)
+    assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-4)
+    assert_array_equal(ours.predict(X_IRIS), theirs.predict(X_IRIS))
+
+
+@pytest.mark.parametrize("solver", ["sgd", "lbfgs"])
+@pytest.mark.parametrize("container", [sp.csr_matrix, sp.csc_array])
+def test_sparse_inputs_train_like_dense_ones(solver, container):
+    X = np.where(np.abs(X_IRIS) > 0.8, X_IRIS, 0.0)
+    params = {"hidden_layer_sizes": (6,), "solver": solver, "max_iter": 15, "random_state": 0}
+    dense = _fit_quietly(cr.MLPClassifier(**params), X, Y_IRIS)
+    sparse = _fit_quietly(cr.MLPClassifier(**params), container(X), Y_IRIS)
+    for a, b in zip(dense.coefs_ + dense.intercepts_, sparse.coefs_ + sparse.intercepts_,
+                    strict=True):
+        assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert_allclose(sparse.predict_proba(container(X)), dense.predict_proba(X), rtol=1e-9)
+
+
+def test_float32_input_keeps_float32_and_forced_dtype_wins():
+    X32 = X_IRIS.astype(np.float32)
+    clf = _fit_quietly(cr.MLPClassifier((8,), max_iter=20, random_state=0), X32, Y_IRIS)
+    assert {a.dtype for a in clf.coefs_ + clf.intercepts_} == {np.dtype(np.float32)}
+    assert clf.predict_proba(X32).dtype == np.float32
+    reg = _fit_quietly(cr.MLPRegressor(max_iter=5, random_state=0), X_REG.astype(np.float32),
+                       Y_REG[:, 0])
+    assert reg.predict(X_REG.astype(np.float32)).dtype == np.float32
+    forced = _fit_quietly(cr.MLPClassifier((8,), max_iter=5, dtype="float64", random_state=0),
+                          X32, Y_IRIS)
+    assert forced.coefs_[0].dtype == np.float64
+
+
+def test_random_state_takes_a_random_state_object_like_scikit_learn():
+    by_int = _fit_quietly(cr.MLPClassifier((4,), max_iter=5, random_state=7), X_IRIS, Y_IRIS)
+    by_object = _fit_quietly(cr.MLPClassifier((4,), max_iter=5,
+                                              random_state=np.random.RandomState(7)),
+                             X_IRIS, Y_IRIS)
+    assert_array_equal(by_int.coefs_[0], by_object.coefs_[0])
+
+
+def test_warm_start_continues_from_the_fitted_weights():
+    # A warm fit starts from the fitted weights with a fresh optimizer, as scikit-learn's.
+    params = {"hidden_layer_sizes": (8,), "solver": "sgd", "max_iter": 10, "random_state": 0,
+              "tol": 0.0, "warm_start": True}
+    ours, theirs = cr.MLPClassifier(**params), sk.MLPClassifier(**params)
+    for _ in range(2):
+        _fit_quietly(ours, X_IRIS, Y_IRIS)
+        _fit_quietly(theirs, X_IRIS, Y_IRIS)
+    assert ours.n_iter_ == theirs.n_iter_ == 10  # the epochs of the last fit
+    assert len(ours.loss_curve_) == 20 and ours.loss_curve_[10] < ours.loss_curve_[0]
+    assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-12)
+    assert_allclose(ours.coefs_[0], theirs.coefs_[0], rtol=1e-10)
+
+
+def test_warnings_and_refusals_are_scikit_learns():
+    with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(3\) reached"):
+        cr.MLPClassifier((4,), solver="sgd", max_iter=3).fit(X_IRIS, Y_IRIS)
+    with pytest.warns(ConvergenceWarning, match="lbfgs failed to converge after 2 iteration"):
+        cr.MLPClassifier((4,), solver="lbfgs", max_iter=2).fit(X_IRIS, Y_IRIS)
+    assert not hasattr(cr.MLPRegressor(solver="lbfgs"), "partial_fit")
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):
+        cr.MLPRegressor(early_stopping=True).partial_fit(X_REG, Y_REG)
+    message = re.escape("Classes with too few members are: ['True'] (with early_stopping the "
+                        "validation split is stratified by y == 'b': True, against 'a': False)")
+    with pytest.raises(ValueError, match=message):
+        cr.MLPClassifier(early_stopping=True).fit(np.eye(4), ["a", "a", "a", "b"])
+
+
+def test_verbose_prints_scikit_learns_lines(capsys):
+    params = {"hidden_layer_sizes": (4,), "solver": "sgd", "max_iter": 3, "random_state": 0,
+              "verbose": True}
+    _fit_quietly(sk.MLPClassifier(**params), X_IRIS, Y_IRIS)
+    expected = capsys.readouterr().out
+    _fit_quietly(cr.MLPClassifier(**params), X_IRIS, Y_IRIS)
+    assert capsys.readouterr().out == expected
+    assert expected.startswith("Iteration 1, loss = ")
+
+
+def test_pickled_estimator_continues_training_identically():
+    clf = cr.MLPRegressor(hidden_layer_sizes=(8,), solver="adam", random_state=0)
+    clf.partial_fit(X_REG, Y_REG)
+    copy = pickle.loads(pickle.dumps(clf))
+    for _ in range(3):
+        clf.partial_fit(X_REG, Y_REG)
+        copy.partial_fit(X_REG, Y_REG)
+    assert_array_equal(copy.coefs_[0], clf.coefs_[0])
+    assert copy.n_iter_ == clf.n_iter_ == 4  # partial_fit adds one epoch per call
+
+
+def test_model_is_a_sequential_giving_the_same_probabilities():
+    binary = _fit_quietly(cr.MLPClassifier((6,), max_iter=30, random_state=0),
+                          X_IRIS, np.where(Y_IRIS == 1, "yes", "no"))
+    model = binary.model_
+    assert_allclose(model.predict_proba(X_IRIS), binary.predict_proba(X_IRIS), rtol=1e-12)
+    assert_array_equal(model.predict(X_IRIS), binary.predict(X_IRIS))
+    assert model.params["0.W"] is binary.coefs_[0]  # shared, not copied
+    report = cr.gradcheck(model, cr.SoftmaxCrossEntropy(), X_IRIS[:5],
+                          np.array([0, 1, 0, 1, 1]))
+    assert report.passed
