@@ -49,7 +49,7 @@ def limited_threads(threads: int = THREADS) -> Iterator[None]:
 
 
 class NullTerminal:
-    """A write-only stderr that says it is a terminal: progress bars are drawn, into nothing."""
+    """A write-only stdout that says it is a terminal: progress bars are drawn, into nothing."""
 
     def write(self, text: str) -> int:
         return len(text)
@@ -63,12 +63,12 @@ class NullTerminal:
 
 @contextlib.contextmanager
 def progress_bars_drawn() -> Iterator[None]:
-    """Run with ``sys.stderr`` a terminal, so ``fit(progress=True)`` pays for its bar."""
-    saved, sys.stderr = sys.stderr, NullTerminal()
+    """Run with ``sys.stdout`` a terminal, so ``fit(verbose=2)`` pays for its bar."""
+    saved, sys.stdout = sys.stdout, NullTerminal()
     try:
         yield
     finally:
-        sys.stderr = saved
+        sys.stdout = saved
 
 
 def interleaved(systems: dict[str, Callable[[], float]], rounds: int,

@@ -3,7 +3,7 @@
 MLP 784-256-128-10, ReLU, softmax cross-entropy, batches of 128, SGD (lr 0.01, momentum 0.9),
 one epoch over 60,000 × 784 synthetic samples per timing, 2 threads for everyone:
 
-- chainrule: ``fit(..., epochs=1, progress=True)`` as a user runs it — shuffled batches
+- chainrule: ``fit(..., epochs=1, verbose=2)`` as a user runs it — shuffled batches
   gathered into a reused buffer, progress bar drawn (into a null terminal), history recorded,
   inputs checked; and once more with ``shuffle=False``, where batches are views, as PyTorch's;
 - PyTorch eager: ``nn.Sequential`` + ``F.cross_entropy`` + ``optim.SGD``, contiguous slices of
@@ -71,7 +71,7 @@ def chainrule_epoch(X: np.ndarray, y: np.ndarray, epochs: int = 1, batch_size: i
             else cr.Adam(DIGITS_LR))
     with progress_bars_drawn():
         cr.fit(model, cr.SoftmaxCrossEntropy(), step, X, y, epochs=epochs,
-               batch_size=batch_size, shuffle=shuffle, seed=0, progress=True)
+               batch_size=batch_size, shuffle=shuffle, seed=0, verbose=2)
 
 
 def torch_epoch(X: np.ndarray, y: np.ndarray, epochs: int = 1, batch_size: int = BATCH_SIZE,
@@ -140,7 +140,7 @@ def fit_peak_memory(X: np.ndarray, y: np.ndarray) -> int:
     try:
         before, _ = tracemalloc.get_traced_memory()
         cr.fit(model, cr.SoftmaxCrossEntropy(), cr.SGD(LEARNING_RATE, momentum=MOMENTUM), X, y,
-               epochs=1, batch_size=BATCH_SIZE, seed=0, progress=False)
+               epochs=1, batch_size=BATCH_SIZE, seed=0, verbose=0)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

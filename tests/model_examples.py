@@ -44,5 +44,5 @@ def train_iris_model() -> tuple[Sequential, np.ndarray, np.ndarray]:
     names = np.array(["setosa", "versicolor", "virginica"])[y]
     model = mlp(4, [8], 3, activation="tanh", seed=0)
     fit(model, SoftmaxCrossEntropy(), SGD(0.1, momentum=0.9), X, names, epochs=15,
-        progress=False, seed=0, scaling="standard")
+        verbose=0, seed=0, scaling="standard")
     return model, X, names

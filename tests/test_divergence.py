@@ -34,7 +34,7 @@ def test_divergence_in_a_hidden_layer_is_a_floating_point_error(iris, optimizer,
     with pytest.raises(FloatingPointError,
                        match=r"diverged at epoch 1, batch \d+: layer 2: Dense\(16→3\): input has "
                              r"\d+ non-finite value.*non-finite parameters: 0.W") as error:
-        cr.fit(model, cr.SoftmaxCrossEntropy(), optimizer, X, y, epochs=3, progress=False)
+        cr.fit(model, cr.SoftmaxCrossEntropy(), optimizer, X, y, epochs=3, verbose=0)
     assert "restored to its weights from the start of epoch 1" in str(error.value)
     assert_finite(model)
     for key, value in initial.items():
@@ -66,7 +66,7 @@ def test_runaway_finite_loss_stops_at_the_first_runaway_batch(iris):
                                                  r"1e\+06 times the first epoch's mean batch "
                                                  r"loss .* \(runaway\)"):
         cr.fit(model, cr.SoftmaxCrossEntropy(), cr.SGD(1e6), X, y, epochs=3, seed=0,
-               progress=False)
+               verbose=0)
     for key, value in initial.items():  # back at the start of epoch 1, not at |W| ~ 1e19
         np.testing.assert_array_equal(model.params[key], value)
 
@@ -86,7 +86,7 @@ def test_continued_training_of_a_trained_model_is_not_stopped(iris):
     model = cr.mlp(4, [32], 3, seed=0)
     for _ in range(3):  # each call's first epoch starts near 0 loss: a tiny reference
         history = cr.fit(model, cr.SoftmaxCrossEntropy(), cr.Adam(0.02), X, y, epochs=40,
-                         batch_size=8, scaling="standard", seed=0, progress=False)
+                         batch_size=8, scaling="standard", seed=0, verbose=0)
     assert history.accuracy[-1] > 0.97
 
 
@@ -96,7 +96,7 @@ def test_inputs_too_large_are_a_value_error_before_any_update():
     with pytest.raises(ValueError, match=r"non-finite result before any update .* largest "
                                          r"\|input\| 1e\+308"):
         cr.fit(model, cr.SoftmaxCrossEntropy(), cr.SGD(0.1), X, np.arange(10) % 3,
-               progress=False)
+               verbose=0)
 
 
 def test_empty_or_mismatched_validation_data_is_refused(iris):
@@ -104,12 +104,12 @@ def test_empty_or_mismatched_validation_data_is_refused(iris):
     for validation in ((X[:0], y[:0]), (X[:5], y[:4])):
         with pytest.raises(ValueError, match="validation_data has"):
             cr.fit(cr.mlp(4, [8], 3), cr.SoftmaxCrossEntropy(), cr.SGD(0.1), X, y,
-                   validation_data=validation, progress=False)
+                   validation_data=validation, verbose=0)
     X_val = X[:5].copy()
     X_val[2, 1] = np.inf
     with pytest.raises(ValueError, match=r"validation X\[2, 1\] is inf"):
         cr.fit(cr.mlp(4, [8], 3), cr.SoftmaxCrossEntropy(), cr.SGD(0.1), X, y,
-               validation_data=(X_val, y[:5]), progress=False)
+               validation_data=(X_val, y[:5]), verbose=0)
 
 
 def test_mse_divergence_is_reported(rng):
@@ -117,7 +117,7 @@ def test_mse_divergence_is_reported(rng):
     targets = X @ rng.normal(size=(3, 2))
     model = cr.mlp(3, [8], 2, seed=0)
     with pytest.raises(FloatingPointError, match=r"epoch \d+, batch \d+"):
-        cr.fit(model, cr.MSELoss(), cr.SGD(1e3), X, targets, epochs=20, progress=False)
+        cr.fit(model, cr.MSELoss(), cr.SGD(1e3), X, targets, epochs=20, verbose=0)
     assert_finite(model)
 
 
@@ -143,7 +143,7 @@ def test_interrupt_restores_the_best_weights_and_keeps_the_history(rng):
     optimizer = _interrupting(cr.Adam(0.05), after_steps=7 * 20 + 3)  # in epoch 21 (7 batches)
     with pytest.raises(KeyboardInterrupt) as error:
         cr.fit(model, cr.SoftmaxCrossEntropy(), optimizer, X, y, epochs=100,
-               validation_data=(X[:40], y_val), patience=50, progress=False)
+               validation_data=(X[:40], y_val), patience=50, verbose=0)
     history = error.value.history
     assert history.epoch == list(range(20))
     best = history.best_epoch
@@ -159,7 +159,7 @@ def test_checkpoint_holds_the_best_epoch(rng, tmp_path):
     path = tmp_path / "best.safetensors"
     model = cr.mlp(4, [32], 3, seed=0)
     history = cr.fit(model, cr.SoftmaxCrossEntropy(), cr.Adam(0.05), X, y, epochs=15,
-                     validation_data=(X[:40], y_val), progress=False, checkpoint=path)
+                     validation_data=(X[:40], y_val), verbose=0, checkpoint=path)
     best = history.best_epoch
     assert history.val_loss[best] == min(history.val_loss)
     saved = cr.load(path)
@@ -169,15 +169,16 @@ def test_checkpoint_holds_the_best_epoch(rng, tmp_path):
     assert [entry.name for entry in tmp_path.iterdir()] == ["best.safetensors"]
     # Without validation data, the training loss decides.
     history = cr.fit(cr.mlp(4, [8], 3, seed=1), cr.SoftmaxCrossEntropy(), cr.SGD(0.1), X, y,
-                     epochs=4, progress=False, checkpoint=path, shuffle=False)
+                     epochs=4, verbose=0, checkpoint=path, shuffle=False)
     assert history.best_epoch == int(np.argmin(history.loss))
 
 
 def test_closed_stderr_does_not_break_the_progress_bar(rng, monkeypatch):
     monkeypatch.setattr(sys, "stderr", None)  # what Python sets for `2>&-`
+    monkeypatch.setattr(sys, "stdout", None)  # where the bar goes, and `>&-`
     X = rng.normal(size=(20, 4))
     history = cr.fit(cr.mlp(4, [4], 3, seed=0), cr.SoftmaxCrossEntropy(), cr.SGD(0.1), X,
-                     np.arange(20) % 3, epochs=2, progress=True)
+                     np.arange(20) % 3, epochs=2, verbose="auto")
     assert len(history.loss) == 2
 
 

@@ -103,7 +103,9 @@ def test_probabilities_are_the_softmax_of_the_underlying_model(iris):
     clf = MLPClassifier((8,), learning_rate_init=0.01, max_iter=50, scaling="standard",
                         random_state=0).fit(X_train, labels[y_train])
     assert_array_equal(clf.classes_, labels)
-    logits = clf.model_.forward(clf.model_.preprocessing.transform(X_test))
+    prepared = clf.model_.prepare(X_test)  # forward takes scaled inputs, marked by prepare
+    assert_array_equal(prepared, clf.model_.preprocessing.transform(X_test))
+    logits = clf.model_.forward(prepared)
     probabilities = clf.predict_proba(X_test)
     assert_allclose(probabilities, softmax(logits, axis=1), rtol=1e-12)
     assert_allclose(np.exp(clf.predict_log_proba(X_test)), probabilities, rtol=1e-12)

@@ -332,7 +332,7 @@ def test_cli_explain_network(tmp_path, capsys) -> None:
 
     trained = mlp(64, [3], 10, activation="tanh", seed=1)
     chainrule.fit(trained, SoftmaxCrossEntropy(), chainrule.SGD(0.1),
-                  *chainrule.io.datasets.load("digits"), epochs=1, progress=False,
+                  *chainrule.io.datasets.load("digits"), epochs=1, verbose=0,
                   scaling="standard")
     path = tmp_path / "model.safetensors"
     chainrule.save(trained, path)

@@ -120,7 +120,7 @@ def test_to_torch_with_preprocessing_takes_raw_inputs() -> None:
     torch = pytest.importorskip("torch")
     X, y = raw_data()
     model = mlp(5, [6], 3, activation="tanh", seed=0)
-    fit(model, SoftmaxCrossEntropy(), SGD(0.1), X, y, epochs=3, progress=False, seed=0,
+    fit(model, SoftmaxCrossEntropy(), SGD(0.1), X, y, epochs=3, verbose=0, seed=0,
         scaling="standard")
     module = model.to_torch(include_preprocessing=True)
     assert not module[0].weight.requires_grad
@@ -157,7 +157,7 @@ def test_onnx_gives_the_loaded_models_probabilities(tmp_path: Path, output: str,
     X, y = raw_data()
     model = every_layer_model(OUTPUTS[output])
     fit(model, {"logits": SoftmaxCrossEntropy, "softmax": CrossEntropy,
-                "log_softmax": NLLLoss}[output](), SGD(0.05), X, y, epochs=2, progress=False,
+                "log_softmax": NLLLoss}[output](), SGD(0.05), X, y, epochs=2, verbose=0,
         seed=0, scaling="standard")
     loaded = chainrule.load(model.save(tmp_path / "model.safetensors"))
     path = export.to_onnx(loaded, tmp_path / "model.onnx", dtype=dtype)
@@ -212,7 +212,7 @@ def test_cli_export_onnx(tmp_path: Path, capsys) -> None:
     pytest.importorskip("onnx")
     X, y = raw_data()
     model = mlp(5, [6], 3, seed=0)
-    fit(model, SoftmaxCrossEntropy(), SGD(0.1), X, y, epochs=2, progress=False, seed=0,
+    fit(model, SoftmaxCrossEntropy(), SGD(0.1), X, y, epochs=2, verbose=0, seed=0,
         scaling="minmax")
     model_path = model.save(tmp_path / "model.safetensors")
     onnx_path = tmp_path / "model.onnx"

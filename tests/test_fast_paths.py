@@ -27,7 +27,7 @@ def test_fit_equals_the_public_step_by_step_loop(optimizer, shuffle, rng):
     fitted = cr.mlp(6, [8, 5], 4, seed=3)
     reference = cr.mlp(6, [8, 5], 4, seed=3)
     cr.fit(fitted, cr.SoftmaxCrossEntropy(), optimizer(), X, y, epochs=3, batch_size=16,
-           shuffle=shuffle, seed=7, progress=False)
+           shuffle=shuffle, seed=7, verbose=0)
 
     loss, step, order = cr.SoftmaxCrossEntropy(), optimizer(), np.arange(len(X))
     shuffler = np.random.default_rng(7)

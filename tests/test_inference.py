@@ -28,7 +28,9 @@ def test_evaluate_model_matches_hand_computed_numbers(iris_model) -> None:
     model, X, names = iris_model
     loss, accuracy = inference.evaluate_model(model, X, names)
     indices = np.searchsorted(model.classes, names)
-    log_probs = log_softmax(model.forward(model.preprocessing.transform(X)))
+    prepared = model.prepare(X)  # forward takes scaled inputs, marked by prepare
+    np.testing.assert_array_equal(prepared, model.preprocessing.transform(X))
+    log_probs = log_softmax(model.forward(prepared))
     assert loss == pytest.approx(-np.mean(log_probs[np.arange(len(X)), indices]), rel=1e-12)
     assert accuracy == np.mean(model.predict(X) == names)
 

@@ -50,7 +50,7 @@ def test_no_batch_of_jacobians_on_the_training_path(head, rng):
     model = cr.Sequential(layers)
 
     peak = peak_bytes(lambda: cr.fit(model, loss, cr.SGD(0.1, momentum=0.9), X, y, epochs=2,
-                                     batch_size=BATCH, seed=0, progress=False))
+                                     batch_size=BATCH, seed=0, verbose=0))
     assert peak < JACOBIAN_BYTES / 20, f"peak {peak} bytes: a (B, C, C) array on the path?"
 
 
@@ -63,7 +63,7 @@ def test_fit_peak_is_a_small_fraction_of_the_data_and_does_not_grow_with_epochs(
         model = cr.mlp(100, [32], 10, seed=0, dtype=np.float32)
         return peak_bytes(lambda: cr.fit(model, cr.SoftmaxCrossEntropy(), cr.SGD(0.05), X, y,
                                          epochs=epochs, batch_size=128, seed=0,
-                                         progress=False))
+                                         verbose=0))
 
     one_epoch, three_epochs = train(1), train(3)
     assert one_epoch < 0.1 * X.nbytes, f"peak {one_epoch} bytes for {X.nbytes} of data"

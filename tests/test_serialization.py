@@ -26,6 +26,7 @@ from chainrule import (
 from chainrule.cli import main
 from chainrule.io import files, serialization
 from chainrule.nn.functional import softmax
+from chainrule.nn.preprocessing import PreparedInputs
 from model_examples import OUTPUTS, every_layer_model, train_iris_model
 
 
@@ -109,8 +110,11 @@ def test_loaded_model_predicts_on_raw_inputs(tmp_path: Path, iris_model) -> None
     np.testing.assert_array_equal(loaded.preprocessing.scale, X.std(axis=0))
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
-    # The scaling is really applied: without it the probabilities are different.
-    unscaled = softmax(loaded.forward(X))
+    # The scaling is really applied: without it the probabilities are different. forward
+    # refuses raw inputs; marked as prepared by hand, they go through unscaled.
+    with pytest.raises(ValueError, match=r"records standard scaling.*model\.prepare"):
+        loaded.forward(X)
+    unscaled = softmax(loaded.forward(X.astype(np.float64).view(PreparedInputs)))
     assert np.abs(unscaled - loaded.predict_proba(X)).max() > 0.1
     assert np.mean(loaded.predict(X) == names) > 0.9
 

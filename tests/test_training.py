@@ -14,14 +14,14 @@ from chainrule.nn.training import class_indices
 
 @pytest.fixture(scope="module")
 def default_run():
-    return experiment.run(progress=False)
+    return experiment.run(verbose=0)
 
 
 def test_default_run_reaches_097_on_digits(default_run):
     assert default_run.test_accuracy >= 0.97
     assert default_run.n_test == 450  # 25% of 1,797, stratified
     history = default_run.history
-    assert len(history.loss) == experiment.TrainConfig().epochs
+    assert len(history.loss) == experiment.default_epochs(1347, 32) == 30  # epochs=None
     assert history.loss[-1] < history.loss[0] / 5
     assert history.val_accuracy[-1] == pytest.approx(default_run.test_accuracy)
     assert default_run.model.preprocessing.kind == "standard"
@@ -41,7 +41,7 @@ def test_history_layout_and_string_labels(rng):
     model = cr.mlp(4, [8], 3, seed=0)
     history = cr.fit(model, cr.SoftmaxCrossEntropy(), cr.SGD(0.1, momentum=0.9), X, names,
                      epochs=5, batch_size=16, validation_data=(X[:50], names[:50]), seed=0,
-                     progress=False)
+                     verbose=0)
     assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
     assert history.loss is history.history["loss"] and len(history.val_accuracy) == 5
     assert history.epoch == [0, 1, 2, 3, 4]
@@ -50,7 +50,7 @@ def test_history_layout_and_string_labels(rng):
     assert np.mean(model.predict(X) == names) > 0.95
     with pytest.raises(ValueError, match="'owl' is not one of the classes"):
         cr.fit(model, cr.SoftmaxCrossEntropy(), cr.SGD(0.1), X, names, epochs=1,
-               validation_data=(X[:1], np.array(["owl"])), progress=False)
+               validation_data=(X[:1], np.array(["owl"])), verbose=0)
 
 
 def test_same_seed_same_model(rng):
@@ -59,7 +59,7 @@ def test_same_seed_same_model(rng):
     for _ in range(2):
         model = cr.mlp(4, [8], 3, seed=1)
         cr.fit(model, cr.SoftmaxCrossEntropy(), cr.Adam(0.01), X, y, epochs=2, seed=7,
-               progress=False)
+               verbose=0)
         weights.append(model.params["0.W"].copy())
     np.testing.assert_array_equal(*weights)
 
@@ -69,7 +69,7 @@ def test_early_stopping_restores_the_best_weights(rng):
     y_val = rng.integers(0, 3, size=40)  # random validation labels: val loss soon rises
     model = cr.mlp(4, [32], 3, seed=0)
     history = cr.fit(model, cr.SoftmaxCrossEntropy(), cr.Adam(0.05), X, y, epochs=200,
-                     validation_data=(X[:40], y_val), patience=3, progress=False)
+                     validation_data=(X[:40], y_val), patience=3, verbose=0)
     assert history.stopped_early and len(history.loss) < 200
     best = history.best_epoch
     assert history.val_loss[best] == min(history.val_loss)
@@ -78,7 +78,7 @@ def test_early_stopping_restores_the_best_weights(rng):
     assert cr.SoftmaxCrossEntropy().forward(model.forward(X_val), y_val) == pytest.approx(
         history.val_loss[best])
     with pytest.raises(ValueError, match="needs validation_data"):
-        cr.fit(model, cr.SoftmaxCrossEntropy(), cr.SGD(0.1), X, y, patience=2, progress=False)
+        cr.fit(model, cr.SoftmaxCrossEntropy(), cr.SGD(0.1), X, y, patience=2, verbose=0)
 
 
 def test_divergence_raises_and_keeps_finite_parameters(rng):
@@ -86,7 +86,7 @@ def test_divergence_raises_and_keeps_finite_parameters(rng):
     model = cr.mlp(4, [16], 3, activation="relu", seed=0)
     with pytest.raises(FloatingPointError, match=r"epoch \d+, batch \d+"):
         cr.fit(model, cr.SoftmaxCrossEntropy(), cr.SGD(1e6), X * 1e3, y, epochs=5,
-               progress=False)
+               verbose=0)
     assert all(np.all(np.isfinite(param)) for param in model.params.values())
 
 
@@ -95,7 +95,7 @@ def test_training_follows_the_model_dtype(dtype, rng):
     X, y = blobs(rng)
     model = cr.mlp(4, [8], 3, seed=0, dtype=dtype)
     history = cr.fit(model, cr.SoftmaxCrossEntropy(), cr.Adam(0.01), X, y, epochs=10,
-                     scaling="minmax", progress=False)
+                     scaling="minmax", verbose=0)
     assert model.dtype == dtype and model.params["0.W"].dtype == dtype
     assert history.accuracy[-1] > 0.9
     assert model.predict_proba(X).dtype == dtype
@@ -106,21 +106,21 @@ def test_soft_targets_and_bad_input(rng):
     soft = np.eye(3)[y] * 0.9 + 0.1 / 3
     model = cr.mlp(4, [8], 3, seed=0)
     history = cr.fit(model, cr.SoftmaxCrossEntropy(), cr.Adam(0.01), X, soft, epochs=5,
-                     progress=False)
+                     verbose=0)
     assert history.accuracy[-1] > 0.9 and model.classes is None
     X_bad = X.copy()
     X_bad[5, 2] = np.nan
     with pytest.raises(ValueError, match=r"X\[5, 2\] is nan"):
-        cr.fit(model, cr.SoftmaxCrossEntropy(), cr.SGD(0.1), X_bad, y, progress=False)
-    with pytest.raises(ValueError, match="4 outputs but the labels have 3"):
+        cr.fit(model, cr.SoftmaxCrossEntropy(), cr.SGD(0.1), X_bad, y, verbose=0)
+    with pytest.raises(ValueError, match=r"4 outputs but labels \[10, 11, 12\] are outside 0..3"):
         cr.fit(cr.mlp(4, [8], 4), cr.SoftmaxCrossEntropy(), cr.SGD(0.1), X, y + 10,
-               progress=False)
+               verbose=0)
 
 
 def test_progress_bar_quiet_when_not_a_terminal(rng, capsys):
     X, y = blobs(rng, n=40)
     cr.fit(cr.mlp(4, [4], 3, seed=0), cr.SoftmaxCrossEntropy(), cr.SGD(0.1), X, y, epochs=2,
-           progress=True)
+           verbose="auto")
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
 

@@ -7,6 +7,7 @@ Each subcommand is a ``_add_<name>(subparsers)`` that registers its parser and s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -23,6 +24,7 @@ from chainrule.io import datasets, export, files, inference, serialization
 from chainrule.io.datasets import DATASET_NAMES
 from chainrule.nn.network import ACTIVATIONS
 from chainrule.nn.preprocessing import SCALINGS
+from chainrule.nn.progress import VERBOSITY
 from chainrule.nn.training import History
 
 __all__ = ["main"]
@@ -54,7 +56,9 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
                     "arguments: scikit-learn's digits, one hidden layer of 64 ReLU units, Adam.")
     _add_model_options(parser, defaults)
     parser.add_argument("--epochs", type=int, default=defaults.epochs,
-                        help="passes over the training split (default: %(default)s)")
+                        help="passes over the training split (default: enough for about "
+                             f"{experiment.STEP_BUDGET} gradient steps, at least "
+                             f"{experiment.MIN_EPOCHS} epochs: 30 on digits, 300 on iris)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
                         help="samples per gradient step (default: %(default)s)")
     parser.add_argument("--lr", type=float, default=defaults.lr,
@@ -70,9 +74,18 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dtype", choices=["float64", "float32"], default=defaults.dtype,
                         help="precision of weights and training (default: %(default)s)")
     parser.add_argument("--patience", type=int, default=None,
-                        help="stop after this many epochs without improvement of the held-out "
-                             "loss, keeping the best weights (default: off)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+                        help="early stopping: hold out --validation-fraction of the training "
+                             "split, stop after this many epochs without improvement of its "
+                             "loss and keep the best epoch's weights (default: off)")
+    parser.add_argument("--validation-fraction", type=float,
+                        default=defaults.validation_fraction,
+                        help="with --patience: the fraction of the training split held out "
+                             "for early stopping (default: %(default)s)")
+    parser.add_argument("--verbose", type=int, choices=VERBOSITY, default=None,
+                        help="0 nothing per epoch, 1 one line per epoch, 2 a progress bar per "
+                             "epoch, left on screen with the epoch's metrics (default: 2 on a "
+                             "terminal, else 1); on stderr")
+    parser.add_argument("--quiet", action="store_true", help="the same as --verbose 0")
     parser.add_argument("--out", metavar="MODEL",
                         help="save the trained model (weights, classes, scaling) to this "
                              "safetensors file, e.g. model.safetensors")
@@ -91,20 +104,30 @@ def _train(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         seed=args.seed, test_size=args.test_size,
         scaling=None if args.scaling == "none" else args.scaling, dtype=args.dtype,
-        patience=args.patience, checkpoint=args.checkpoint)
+        patience=args.patience, checkpoint=args.checkpoint,
+        validation_fraction=args.validation_fraction)
     # Fail before training, not after.
     for option in ("out", "checkpoint"):
         if getattr(args, option):
             files.check_output_path(getattr(args, option), f"--{option}")
     if args.plot:
         _check_plot_path(args.plot)
+    epochs = (f"{config.epochs} epochs" if config.epochs else
+              f"about {experiment.STEP_BUDGET} steps (at least {experiment.MIN_EPOCHS} epochs)")
     _note(f"training on {config.data}: hidden {list(config.hidden)} {config.activation}, "
-          f"{config.optimizer} lr={config.lr}, {config.epochs} epochs")
+          f"{config.optimizer} lr={config.lr}, {epochs}")
+    verbose = 0 if args.quiet or sys.stderr is None else args.verbose
+    if verbose is None:
+        verbose = 2 if sys.stderr.isatty() else 1
     try:
-        result = experiment.run(config, progress=not args.quiet)
+        # fit reports on stdout, as Keras does; here stdout carries only the results.
+        with contextlib.redirect_stdout(sys.stderr):
+            result = experiment.run(config, verbose=verbose)
     except KeyboardInterrupt as interrupt:
         _note(f"chainrule train: interrupted; {_kept(getattr(interrupt, 'history', None), args)}")
         return 130
+    if verbose == 0:
+        _note(result.history.note)  # with verbose >= 1, fit has printed it
     _result(result.summary())
     if args.out:
         result.model.save(args.out)

@@ -8,6 +8,7 @@ the ``nn``, ``check``, ``explain`` and ``io`` wings.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -34,16 +35,24 @@ __all__ = [
 ]
 
 OPTIMIZERS = ("adam", "sgd")
+# Default training length: about this many gradient steps, and at least MIN_EPOCHS epochs.
+STEP_BUDGET, MIN_EPOCHS = 1200, 30
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything one run needs; the defaults reach ≥ 0.97 test accuracy on digits."""
+    """Everything one run needs; the defaults reach ≥ 0.97 test accuracy on digits and ≥ 0.9
+    on every bundled dataset (``tests/test_feedback.py``).
+
+    ``epochs=None`` trains for about ``STEP_BUDGET`` gradient steps (see ``default_epochs``).
+    With ``patience``, a stratified ``validation_fraction`` of the training part is held out
+    for early stopping; the test split is never used to decide anything.
+    """
 
     data: str = "digits"
     hidden: tuple[int, ...] = (64,)
     activation: str = "relu"
-    epochs: int = 30
+    epochs: int | None = None
     batch_size: int = 32
     lr: float = 1e-3
     optimizer: str = "adam"
@@ -53,6 +62,13 @@ class TrainConfig:
     dtype: str = "float64"
     patience: int | None = None
     checkpoint: str | None = None
+    validation_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("test_size", "validation_fraction"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"{name} (--{name.replace('_', '-')}) must be a fraction "
+                                 f"between 0 and 1, exclusive; got {getattr(self, name)}")
 
 
 @dataclass
@@ -87,21 +103,35 @@ def split(X: np.ndarray, y: np.ndarray, test_size: float, seed: int):
     return train_test_split(X, y, test_size=test_size, stratify=y, random_state=seed)
 
 
-def run(config: TrainConfig = TrainConfig(), progress: bool = True) -> TrainResult:
+def default_epochs(n_train: int, batch_size: int) -> int:
+    """Epochs for about ``STEP_BUDGET`` steps, at least ``MIN_EPOCHS``: 30 on digits' 1,347
+    training rows (43 batches of 32), 300 on iris's 112 (4 batches)."""
+    batches = math.ceil(n_train / batch_size)
+    return max(MIN_EPOCHS, math.ceil(STEP_BUDGET / batches))
+
+
+def run(config: TrainConfig = TrainConfig(), verbose: int | str = "auto") -> TrainResult:
     """Train an MLP as ``config`` says and evaluate it on a stratified test split.
 
-    The held-out split is also the validation data reported per epoch (and used for early
-    stopping when ``config.patience`` is set; ``config.checkpoint`` saves its best model).
+    With ``config.patience``, early stopping watches a validation split carved from the
+    training part; otherwise the test split's loss and accuracy are only reported per epoch
+    (as ``val_*``). ``config.checkpoint`` saves the best model. ``verbose`` as in ``fit``.
     """
     start = time.perf_counter()
     X, y = datasets.load(config.data)
     X_train, X_test, y_train, y_test = split(X, y, config.test_size, config.seed)
+    validation = (X_test, y_test)
+    if config.patience is not None:
+        X_train, X_val, y_train, y_val = split(X_train, y_train, config.validation_fraction,
+                                               config.seed)
+        validation = (X_val, y_val)
+    epochs = config.epochs or default_epochs(len(X_train), config.batch_size)
     n_classes = len(np.unique(y))
     model = mlp(X.shape[1], config.hidden, n_classes, activation=config.activation,
                 seed=config.seed, dtype=np.dtype(config.dtype))
     history = fit(model, SoftmaxCrossEntropy(), make_optimizer(config.optimizer, config.lr),
-                  X_train, y_train, epochs=config.epochs, batch_size=config.batch_size,
-                  validation_data=(X_test, y_test), seed=config.seed, progress=progress,
+                  X_train, y_train, epochs=epochs, batch_size=config.batch_size,
+                  validation_data=validation, seed=config.seed, verbose=verbose,
                   patience=config.patience, scaling=config.scaling,
                   checkpoint=config.checkpoint)
     accuracy = float(np.mean(model.predict(X_test) == y_test))

@@ -147,11 +147,12 @@ def explain_backprop(
 ) -> Derivation:
     """The backpropagation table for ONE sample through ``model``, from the output back.
 
-    ``x``: one input ``(n_in,)`` as ``model.forward`` takes it (already preprocessed: use
-    ``model.prepare`` on raw data); ``target``: a class index or a target vector. With
-    ``h0 = x``, ``h(k+1) = layer k (hk)`` and ``δk = ∂E/∂hk``, each layer k shows the incoming
-    ``δ(k+1)`` ``(1, n_out)``, its local Jacobian ``∂h(k+1)/∂hk`` (the diagonal only for
-    element-wise activations), each parameter gradient and the outgoing ``δk`` ``(1, n_in)``.
+    ``x``: one RAW input ``(n_in,)``, as ``model.predict`` takes it (the recorded scaling is
+    applied; a row of ``model.prepare(X)`` is taken as it is); ``target``: a class index or a
+    target vector. With ``h0 = x`` (prepared), ``h(k+1) = layer k (hk)`` and ``δk = ∂E/∂hk``,
+    each layer k shows the incoming ``δ(k+1)`` ``(1, n_out)``, its local Jacobian
+    ``∂h(k+1)/∂hk`` (the diagonal only for element-wise activations), each parameter gradient
+    and the outgoing ``δk`` ``(1, n_in)``.
     Keys: ``h0``.., ``E``, ``"{k}.grad_out"``, ``"{k}.local"``, ``"{k}.W"``, ``"{k}.b"``,
     ``"{k}.grad_in"``, ``check``. The values are computed from the explicit Jacobians, then
     ``model.backward`` is run on the same sample (overwriting its ``grads``) and compared.
@@ -162,11 +163,12 @@ def explain_backprop(
     >>> bool(np.allclose(table["0.W"].value, model.grads["0.W"])), table.agrees
     (True, True)
     """
-    x = np.asarray(x, dtype=model.dtype)
+    x = np.asanyarray(x)
     if x.ndim == 2 and x.shape[0] == 1:
         x = x[0]
     if x.ndim != 1:
         raise ValueError(f"explain_backprop: x must be ONE sample of shape (n_in,), got {x.shape}")
+    x = model.prepare(x[None, :])[0]
     target_batch = np.asarray(target)[None] if np.ndim(target) <= 1 else np.asarray(target)
     hidden = [x[None, :]]
     steps = [Step("h0", "input", "h0 = x", "h_0 = x", hidden[0], group="forward",

@@ -15,7 +15,7 @@ import numpy as np
 from chainrule.nn.layers import LogSoftmax, Softmax
 from chainrule.nn.losses import CrossEntropy, Loss, NLLLoss, SoftmaxCrossEntropy
 from chainrule.nn.network import Sequential
-from chainrule.nn.training import class_indices, evaluate
+from chainrule.nn.training import evaluate
 
 __all__ = ["evaluate_model", "predictions_csv"]
 
@@ -31,13 +31,10 @@ def evaluate_model(model: Sequential, X: np.ndarray, y: np.ndarray) -> tuple[flo
     if y.ndim != 1 or len(y) != len(X):
         raise ValueError(f"evaluate: need one label per input row, got {len(X)} rows and "
                          f"labels of shape {y.shape}")
-    n_classes = model.output_width(np.shape(X)[1])
-    classes = np.arange(n_classes) if model.classes is None else model.classes
-    indices = class_indices(classes, y, "the model's classes")
     last = model.layers[-1]
     loss: Loss = (CrossEntropy() if isinstance(last, Softmax) else
                   NLLLoss() if isinstance(last, LogSoftmax) else SoftmaxCrossEntropy())
-    return evaluate(model, loss, model.prepare(X), indices)
+    return evaluate(model, loss, X, y)
 
 
 def predictions_csv(model: Sequential, X: np.ndarray) -> str:

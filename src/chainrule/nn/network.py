@@ -13,7 +13,7 @@ import numpy as np
 from chainrule.nn.errors import at_layer
 from chainrule.nn.functional import softmax
 from chainrule.nn.layers import Dense, Layer, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
-from chainrule.nn.preprocessing import Scaler
+from chainrule.nn.preprocessing import PreparedInputs, Scaler
 
 if TYPE_CHECKING:
     import torch
@@ -26,9 +26,12 @@ ACTIVATIONS: dict[str, type[Layer]] = {"relu": ReLU, "tanh": Tanh, "sigmoid": Si
 class Sequential:
     """A feed-forward network ``y = f_L(... f_1(x))``.
 
-    ``forward`` takes prepared inputs ``(B, n_in)``; ``predict``/``predict_proba`` take RAW
-    inputs and apply the recorded ``preprocessing`` first (set by ``fit(scaling=...)``), and
-    ``predict`` maps class indices to the recorded ``classes``.
+    One rule for inputs: ``forward``, ``model(x)`` and ``backward`` work on what the first
+    layer takes; ``predict``, ``predict_proba`` and ``chainrule.evaluate`` take RAW inputs and
+    apply the recorded ``preprocessing`` (set by ``fit(scaling=...)``) themselves. For a model
+    that records a scaling, ``forward`` accepts only ``model.prepare(X_raw)`` (it raises on
+    anything else), so raw inputs never reach the first layer by accident. Inputs are cast
+    to the model's dtype. ``predict`` maps class indices to the recorded ``classes``.
 
     Layers are given as arguments, ``Sequential(l1, l2, ...)``, or as one list.
 
@@ -65,7 +68,18 @@ class Sequential:
         return self.layers[index]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """Run every layer; each caches what its ``backward`` needs."""
+        """Run every layer on network inputs ``(B, n_in)``; each caches what its ``backward``
+        needs. ``x`` is cast to the model's dtype (float32 into a float64 model computes in
+        float64; float64 into a float32 model is rounded to float32)."""
+        if self.preprocessing is not None and not isinstance(x, PreparedInputs):
+            raise ValueError(
+                f"this model records {self.preprocessing.kind} scaling of its inputs, so "
+                "forward and model(x) take scaled inputs: pass model.prepare(X) for raw X, or "
+                "use model.predict, model.predict_proba or chainrule.evaluate, which take raw X")
+        if not hasattr(x, "dtype"):  # lists; arrays and SciPy sparse matrices keep their kind
+            x = np.asarray(x)
+        if x.dtype != self.dtype:
+            x = x.astype(self.dtype)
         for index, layer in enumerate(self.layers):
             try:
                 x = layer.forward(x)
@@ -157,12 +171,22 @@ class Sequential:
                                  f" got {np.shape(value)}")
             params[key][...] = value
 
-    def prepare(self, x: np.ndarray) -> np.ndarray:
-        """Raw inputs -> network inputs: the recorded preprocessing, in the model's dtype."""
+    def prepare(self, x: np.ndarray) -> PreparedInputs:
+        """Raw inputs ``(B, n_in)`` -> network inputs: the recorded preprocessing, in the
+        model's dtype. Already prepared inputs are returned as they are."""
+        if isinstance(x, PreparedInputs):
+            return x
         x = np.asarray(x)
+        width = self.input_width
+        if x.ndim != 2:
+            raise ValueError(f"the model expects inputs of shape (B, {width or 'features'}), "
+                             f"one row per sample; got shape {x.shape}")
+        if width is not None and x.shape[1] != width:
+            raise ValueError(f"the model expects {width} features per row; the data has "
+                             f"{x.shape[1]} (shape {x.shape})")
         if self.preprocessing is not None:
             x = self.preprocessing.transform(x)
-        return x.astype(self.dtype, copy=False)
+        return x.astype(self.dtype, copy=False).view(PreparedInputs)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities ``(B, C)`` for RAW inputs ``(B, n_in)``.

@@ -6,12 +6,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["SCALINGS", "Scaler"]
+__all__ = ["SCALINGS", "PreparedInputs", "Scaler"]
 
 SCALINGS = ("standard", "minmax")
 
 
-@dataclass(frozen=True)
+class PreparedInputs(np.ndarray):
+    """Network inputs made by ``Sequential.prepare``: the recorded scaling applied, the model's
+    dtype. Slices keep the mark. ``forward`` of a model that records a scaling takes only these,
+    so raw inputs cannot reach its first layer by accident; ``prepare`` leaves them as they are.
+    """
+
+
+@dataclass(frozen=True, repr=False)
 class Scaler:
     """Per-feature affine scaling ``x' = (x - offset) / scale``.
 
@@ -26,6 +33,9 @@ class Scaler:
     kind: str
     offset: np.ndarray
     scale: np.ndarray
+
+    def __repr__(self) -> str:
+        return f"Scaler({self.kind!r}, {len(self.offset)} features)"
 
     @classmethod
     def fit(cls, x: np.ndarray, kind: str) -> Scaler:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -14,7 +13,8 @@ from chainrule.nn.errors import NonFiniteError, at_layer
 from chainrule.nn.losses import Loss
 from chainrule.nn.network import Sequential
 from chainrule.nn.optimizers import Optimizer
-from chainrule.nn.preprocessing import Scaler
+from chainrule.nn.preprocessing import SCALINGS, Scaler
+from chainrule.nn.progress import EpochReport, resolve_verbose
 
 __all__ = ["History", "class_indices", "encode_labels", "evaluate", "fit"]
 
@@ -25,7 +25,9 @@ class History:
 
     ``val_*`` lists stay empty without validation data; ``accuracy`` is empty for targets that
     are not classes. ``best_epoch`` is the 0-based epoch whose weights the model ends with
-    when early stopping restored them.
+    when early stopping restored them. ``note`` says in one line how training ended: stopped
+    early (when, why, which epoch's weights were kept), or all epochs run, and whether the
+    training loss was still falling.
     """
 
     history: dict[str, list[float]] = field(default_factory=lambda: {
@@ -34,6 +36,7 @@ class History:
     best_epoch: int | None = None
     stopped_early: bool = False
     seconds: float = 0.0
+    note: str = ""
 
     def __getattr__(self, name: str) -> list[float]:
         history = self.__dict__.get("history", {})
@@ -52,13 +55,31 @@ def encode_labels(y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray
     y = np.asarray(y)
     if y.ndim != 1:
         raise ValueError(f"labels must be 1-D, got shape {y.shape}")
-    if np.issubdtype(y.dtype, np.integer) and len(y) and 0 <= y.min() and y.max() < n_classes:
+    integers = np.issubdtype(y.dtype, np.integer)
+    if integers and len(y) and 0 <= y.min() and y.max() < n_classes:
         return y.astype(np.int64), np.arange(n_classes)
     classes, indices = np.unique(y, return_inverse=True)
     if len(classes) != n_classes:
-        raise ValueError(f"the network has {n_classes} outputs but the labels have "
-                         f"{len(classes)} distinct values: {classes[:10]}")
+        outside = classes[(classes < 0) | (classes >= n_classes)] if integers else classes
+        what = (f"labels {_listed(outside)} are outside 0..{n_classes - 1}" if integers
+                else f"the labels have {len(classes)} distinct values: {_listed(classes)}")
+        raise ValueError(f"the network has {n_classes} outputs but {what}")
     return indices.astype(np.int64), classes
+
+
+def _listed(values: np.ndarray, most: int = 10) -> str:
+    """``[10, 11]``, or the first and last few values with ``…`` between."""
+    items = [repr(value) for value in values.tolist()]
+    if len(items) > most:
+        items = [*items[:most // 2], "…", *items[-(most // 2):]]
+    return f"[{', '.join(items)}]"
+
+
+def _check_instance(value: object, base: type, argument: str) -> None:
+    """A class passed where an instance belongs: ``pass an instance: Adam()``."""
+    if isinstance(value, type) and issubclass(value, base):
+        raise TypeError(f"{argument} is the class {value.__name__}; pass an instance: "
+                        f"{value.__name__}()")
 
 
 # A batch loss above RUNAWAY_FACTOR times the first epoch's mean batch loss (taken as at
@@ -82,7 +103,7 @@ def fit(
     validation_data: tuple[np.ndarray, np.ndarray] | None = None,
     shuffle: bool = True,
     seed: int | None = None,
-    progress: bool = True,
+    verbose: int | str = "auto",
     patience: int | None = None,
     scaling: str | None = None,
     checkpoint: str | os.PathLike | None = None,
@@ -95,7 +116,11 @@ def fit(
     ``patience=k`` stops when validation loss has not improved for k epochs and restores the
     best weights. ``checkpoint=path`` saves the model (``model.save``, atomic) after every
     epoch that improves the validation loss (the training loss without validation data).
-    Training follows the model's dtype.
+    Training follows the model's dtype. ``verbose``: 0 silent, 1 one line per epoch (loss,
+    accuracy, validation metrics, time), 2 a progress bar per epoch left on screen with the
+    same metrics, ``"auto"`` 2 on a terminal or in Jupyter and 0 elsewhere; with ``verbose``
+    1 or 2 a last line says how training ended (``history.note``). Keras numbers 1 and 2 the
+    other way round.
 
     Divergence — a NaN or infinite value anywhere, or a runaway batch loss (see
     ``RUNAWAY_FACTOR``) — raises ``FloatingPointError`` naming epoch, batch and what went
@@ -107,14 +132,20 @@ def fit(
     >>> from chainrule import Dense, SGD, SoftmaxCrossEntropy
     >>> model = Sequential([Dense(2, 2, seed=0)])
     >>> X, y = np.array([[0.0, 1.0], [1.0, 0.0]]), np.array([0, 1])
-    >>> history = fit(model, SoftmaxCrossEntropy(), SGD(0.5), X, y, epochs=50, progress=False)
+    >>> history = fit(model, SoftmaxCrossEntropy(), SGD(0.5), X, y, epochs=50, verbose=0)
     >>> history.accuracy[-1]
     1.0
     """
+    _check_instance(loss, Loss, "fit: the loss")
+    _check_instance(optimizer, Optimizer, "fit: the optimizer")
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"fit: epochs and batch_size must be >= 1, got {epochs}, {batch_size}")
+    if scaling is not None and scaling not in SCALINGS:
+        raise ValueError(f"fit: scaling must be None, {' or '.join(map(repr, SCALINGS))}; "
+                         f"got scaling={scaling!r}")
     if patience is not None and validation_data is None:
         raise ValueError("fit: early stopping (patience) needs validation_data")
+    report = EpochReport(resolve_verbose(verbose), epochs)
     start = time.perf_counter()
     X, y = np.asarray(X), np.asarray(y)
     if len(X) != len(y) or len(X) == 0:
@@ -140,7 +171,7 @@ def fit(
     history = History()
     rng = np.random.default_rng(seed)
     order = np.arange(len(X))
-    X_batch = np.empty((min(batch_size, len(X)), X.shape[1]), dtype=X.dtype)
+    X_batch = np.empty_like(X, shape=(min(batch_size, len(X)), X.shape[1]))  # prepared, too
     y_batch = np.empty((min(batch_size, len(X)), *y.shape[1:]), dtype=y.dtype)
     best_loss, best_weights, waited = np.inf, None, 0
     first_epoch_losses: list[float] = []  # the runaway test's reference
@@ -152,12 +183,7 @@ def fit(
                 rng.shuffle(order)
             snapshot = model.get_weights()
             total_loss, correct = 0.0, 0
-            batches, bar = range(0, len(X), batch_size), None
-            if progress and _is_terminal(sys.stderr):
-                from tqdm.auto import tqdm  # imported only when a bar is drawn
-
-                batches = bar = tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
-                                     leave=False)
+            batches = report.batches(epoch, range(0, len(X), batch_size))
             for batch_index, begin in enumerate(batches):
                 if shuffle:
                     rows = order[begin:begin + batch_size]
@@ -188,11 +214,7 @@ def fit(
                 optimizer.step(model)
                 total_loss += batch_loss * len(xb) if loss.reduction == "mean" else batch_loss
                 correct += _n_correct(output, yb)
-                if bar is not None:
-                    bar.set_postfix_str(f"loss={total_loss / (begin + len(xb)):.4f}",
-                                        refresh=False)
-            if bar is not None:
-                bar.close()
+                report.batch_done(total_loss / (begin + len(xb)))
             if not _params_finite(model):
                 _diverged(model, best_weights if best_weights is not None else snapshot,
                           f"epoch {epoch + 1}, after its last batch: parameters "
@@ -206,10 +228,12 @@ def fit(
                 history.history["accuracy"].append(correct / len(X))
             monitored = history.loss[-1]
             if validation is not None:
-                val_loss, val_accuracy = evaluate(model, loss, *validation, batch_size=1024)
+                val_loss, val_accuracy = _evaluate_prepared(model, loss, *validation)
                 history.history["val_loss"].append(val_loss)
                 history.history["val_accuracy"].append(val_accuracy)
                 monitored = val_loss
+            report.epoch_done(epoch, {name: values[-1] for name, values
+                                      in history.history.items() if values})
             if patience is None and checkpoint is None:
                 continue
             if monitored < best_loss:
@@ -229,15 +253,34 @@ def fit(
         history.seconds = time.perf_counter() - start
         interrupt.history = history
         raise
+    finally:
+        report.close()
     if best_weights is not None:
         model.set_weights(best_weights)
     history.seconds = time.perf_counter() - start
+    history.note = _ending(history, epochs, patience, waited)
+    report.note(history.note)
     return history
 
 
 def evaluate(model: Sequential, loss: Loss, X: np.ndarray, y: np.ndarray,
              batch_size: int = 1024) -> tuple[float, float]:
-    """``(mean loss, accuracy)`` of ``model`` on prepared inputs ``X`` and class indices ``y``."""
+    """``(mean loss, accuracy)`` of ``model`` on RAW inputs ``X`` ``(N, n_in)``, as ``predict``
+    takes them (the recorded scaling is applied), and labels ``y`` ``(N,)`` among
+    ``model.classes`` (class indices when it has none) or target rows ``(N, C)``."""
+    _check_instance(loss, Loss, "evaluate: the loss")
+    X, y = model.prepare(X), np.asarray(y)
+    if len(y) != len(X):
+        raise ValueError(f"evaluate: X has {len(X)} rows and y has {len(y)}; need the same")
+    if y.ndim == 1:
+        classes = np.arange(model.output_width()) if model.classes is None else model.classes
+        y = class_indices(classes, y, "the model's classes")
+    return _evaluate_prepared(model, loss, X, y, batch_size)
+
+
+def _evaluate_prepared(model: Sequential, loss: Loss, X: np.ndarray, y: np.ndarray,
+                       batch_size: int = 1024) -> tuple[float, float]:
+    """``evaluate`` on prepared inputs and class indices (or target rows)."""
     total_loss, correct = 0.0, 0
     for begin in range(0, len(X), batch_size):
         output = model.forward(X[begin:begin + batch_size])
@@ -292,12 +335,24 @@ def _n_correct(output: np.ndarray, target: np.ndarray) -> int:
     return int(np.count_nonzero(predicted == expected))
 
 
-def _is_terminal(stream: object) -> bool:
-    """Whether ``stream`` is an open terminal (False for None: ``sys.stderr`` when closed)."""
-    try:
-        return bool(stream is not None and stream.isatty())
-    except (AttributeError, ValueError):  # no isatty, or a closed file
-        return False
+def _ending(history: History, epochs: int, patience: int | None, waited: int) -> str:
+    """``history.note``: how the run ended."""
+    ran, best = len(history.epoch), history.best_epoch
+    if history.stopped_early:
+        return (f"early stopping after epoch {ran}: val_loss has not improved for {waited} "
+                f"epochs (patience {patience}); kept the weights of epoch {best + 1} "
+                f"(val_loss {history.val_loss[best]:.4f})")
+    line = f"trained all {epochs} epochs"
+    if patience is not None and best is not None:
+        line += (f"; kept the weights of epoch {best + 1}, the lowest val_loss "
+                 f"({history.val_loss[best]:.4f})")
+    recent = max(2, ran // 10)
+    if ran > recent and history.loss[-1] > 1e-3:
+        drop = 1 - history.loss[-1] / history.loss[-1 - recent]
+        if drop > 0.01 * recent:  # more than 1% per epoch
+            line += (f"; not converged: the training loss fell {drop:.0%} in the last {recent} "
+                     "epochs (more epochs may help)")
+    return line
 
 
 def _finite_inputs(X: np.ndarray, name: str) -> np.ndarray:
