@@ -1,14 +1,17 @@
-"""chainrule.MLPClassifier against scikit-learn's MLPClassifier on digits: accuracy, fit time.
+"""chainrule's MLPClassifier / MLPRegressor against scikit-learn's: test score and fit time.
 
-Both get the same network and training: one hidden layer of 100 ReLU units, softmax
-cross-entropy, Adam (lr 1e-3, betas 0.9/0.999, eps 1e-8), batches of 200 rows, exactly
-``--epochs`` epochs (scikit-learn's loss-tolerance stop is disabled and its L2 penalty
-``alpha`` set to 0, which chainrule does not have), inputs standardised on the training split
-of a stratified 75/25 split. What still differs: weight initialisation (He-uniform here,
-scikit-learn's scaled Glorot-uniform) and the random streams, so every round uses a new seed.
-The four systems are fitted in interleaved rounds; time ratios are medians of per-round ratios.
+Both libraries get the same estimator parameters (the class, then the same keyword
+arguments) on the same arrays: a stratified 75/25 split (plain for regression), inputs
+standardised on the training part (and the diabetes target too). Six problems: iris, wine,
+breast_cancer, digits, diabetes (regression, R²) and a synthetic 20,000 × 50, 5-class
+problem; scikit-learn's defaults (one hidden layer of 100 ReLU units, Adam, lr 1e-3,
+alpha 1e-4, batches of min(200, N), tol 1e-4 with 10 epochs of patience) except where the
+table says. Seeds 0..rounds-1; in every round each (problem, library) is fitted once with
+that round's seed, in an order that rotates each round; time ratios are medians of
+per-round ratios. The score verdict: chainrule's mean within scikit-learn's min–max over
+the seeds; the time verdict: median ratio below 1.
 
-    python benchmarks/bench_estimator.py [--epochs 200] [--rounds 5]
+    python benchmarks/bench_estimator.py [--rounds 5] [--threads 1]
 """
 
 from __future__ import annotations
@@ -20,108 +23,116 @@ import warnings
 from collections.abc import Callable
 
 import numpy as np
-from _common import (
-    THREADS,
-    interleaved,
-    limited_threads,
-    machine,
-    markdown_table,
-    median_ratio,
-    spread,
-)
-from sklearn.datasets import load_digits
+from _common import interleaved, limited_threads, machine, markdown_table, median_ratio
+from sklearn import datasets
+from sklearn import neural_network as sklearn_nn
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
-from sklearn.neural_network import MLPClassifier as SklearnMLP
 from sklearn.preprocessing import StandardScaler
 
-from chainrule import MLPClassifier
+import chainrule
 
-HIDDEN = (100,)
-LEARNING_RATE = 1e-3
-BATCH_SIZE = 200
-SYSTEMS = [("scikit-learn", "float64"), ("chainrule", "float64"),
-           ("scikit-learn", "float32"), ("chainrule", "float32")]
+LIBRARIES = {"scikit-learn": sklearn_nn, "chainrule": chainrule}
 
 
-def make_classifier(library: str, dtype: str, epochs: int, seed: int):
-    """The same architecture and optimizer configured in either library."""
-    if library == "chainrule":
-        return MLPClassifier(HIDDEN, "relu", solver="adam", learning_rate_init=LEARNING_RATE,
-                             batch_size=BATCH_SIZE, max_iter=epochs, random_state=seed,
-                             dtype=dtype)
-    # n_iter_no_change > epochs: never stop on the training-loss tolerance.
-    return SklearnMLP(HIDDEN, activation="relu", solver="adam",
-                      learning_rate_init=LEARNING_RATE, batch_size=BATCH_SIZE,
-                      max_iter=epochs, alpha=0.0, n_iter_no_change=epochs + 1,
-                      random_state=seed)
+def problems() -> dict[str, dict]:
+    """Name -> estimator class name, parameters and the split, scaled arrays."""
+    synthetic = datasets.make_classification(n_samples=20000, n_features=50, n_informative=20,
+                                             n_classes=5, random_state=0)
+    loaded = {
+        "iris": ("MLPClassifier", {}, datasets.load_iris(return_X_y=True)),
+        "wine": ("MLPClassifier", {}, datasets.load_wine(return_X_y=True)),
+        "breast_cancer": ("MLPClassifier", {}, datasets.load_breast_cancer(return_X_y=True)),
+        "digits": ("MLPClassifier", {}, datasets.load_digits(return_X_y=True)),
+        "diabetes": ("MLPRegressor", {"alpha": 10.0, "max_iter": 500},
+                     datasets.load_diabetes(return_X_y=True)),
+        "synthetic 20k×50": ("MLPClassifier", {"max_iter": 50}, synthetic),
+    }
+    result = {}
+    for name, (estimator, params, (X, y)) in loaded.items():
+        classify = estimator == "MLPClassifier"
+        X_train, X_test, y_train, y_test = train_test_split(
+            X, y, test_size=0.25, random_state=0, stratify=y if classify else None)
+        scaler = StandardScaler().fit(X_train)
+        X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
+        if not classify:
+            target = StandardScaler().fit(y_train[:, None])
+            y_train = target.transform(y_train[:, None]).ravel()
+            y_test = target.transform(y_test[:, None]).ravel()
+        result[name] = {"estimator": estimator, "params": params,
+                        "data": (X_train, X_test, y_train, y_test)}
+    return result
 
 
-def fitting(library: str, dtype: str, epochs: int, data: tuple,
-            accuracies: list[float]) -> Callable[[], float]:
-    """A system for ``interleaved``: each call fits with the next seed (0, 1, ...), appends the
-    test accuracy to ``accuracies`` and returns the fit's seconds (scoring not timed)."""
-    X_train, X_test, y_train, y_test = data
-    X_train, X_test = X_train.astype(dtype), X_test.astype(dtype)
+def fitting(library: str, problem: dict, scores: list[float],
+            epochs: list[int]) -> Callable[[], float]:
+    """A system for ``interleaved``: each call fits with the next seed, appends the test score
+    and the epochs run, and returns the fit's seconds (scoring not timed)."""
+    X_train, X_test, y_train, y_test = problem["data"]
+    estimator_class = getattr(LIBRARIES[library], problem["estimator"])
 
     def fit_once() -> float:
-        classifier = make_classifier(library, dtype, epochs, seed=len(accuracies))
+        estimator = estimator_class(random_state=len(scores), **problem["params"])
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter reached, by design
+            warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter reached
             start = time.perf_counter()
-            classifier.fit(X_train, y_train)
+            estimator.fit(X_train, y_train)
             seconds = time.perf_counter() - start
-        if classifier.n_iter_ != epochs:
-            raise RuntimeError(f"{library} ran {classifier.n_iter_} epochs, not {epochs}")
-        accuracies.append(classifier.score(X_test, y_test))
+        scores.append(float(estimator.score(X_test, y_test)))
+        epochs.append(estimator.n_iter_)
         return seconds
 
     return fit_once
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    """Fit every (library, dtype) for ``--rounds`` seeds, print a table, return its rows."""
+    """Fit every (problem, library) for ``--rounds`` seeds; print a table, return its rows."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5, help="seeds 0..N-1, interleaved")
+    parser.add_argument("--threads", type=int, default=1, help="BLAS threads for both")
     args = parser.parse_args([] if argv is None else argv)
 
-    X, y = load_digits(return_X_y=True)
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.25, stratify=y, random_state=0)
-    scaler = StandardScaler().fit(X_train)
-    data = (scaler.transform(X_train), scaler.transform(X_test), y_train, y_test)
-
-    accuracies: dict[str, list[float]] = {f"{lib} {dtype}": [] for lib, dtype in SYSTEMS}
-    systems = {name: fitting(*name.split(), args.epochs, data, accuracies[name])
-               for name in accuracies}
-    with limited_threads(THREADS):
+    cases = problems()
+    scores = {(name, library): [] for name in cases for library in LIBRARIES}
+    epochs = {key: [] for key in scores}
+    systems = {key: fitting(key[1], cases[key[0]], scores[key], epochs[key]) for key in scores}
+    with limited_threads(args.threads):
         seconds = interleaved(systems, args.rounds)
 
     rows = []
-    for name in systems:
-        library, dtype = name.split()
-        reference = seconds[f"scikit-learn {dtype}"]
-        rows.append({"library": library, "dtype": dtype,
-                     "accuracy_mean": float(np.mean(accuracies[name])),
-                     "accuracy_min": min(accuracies[name]),
-                     "accuracy_max": max(accuracies[name]),
-                     "fit_seconds_median": statistics.median(seconds[name]),
-                     "fit_seconds": seconds[name],
-                     "time_vs_sklearn": median_ratio(seconds[name], reference)})
+    for name, problem in cases.items():
+        reference = (name, "scikit-learn")
+        for library in LIBRARIES:
+            key = (name, library)
+            rows.append({
+                "problem": name, "library": library, "scores": scores[key],
+                "epochs": statistics.median(epochs[key]),
+                "fit_seconds_median": statistics.median(seconds[key]),
+                "time_vs_sklearn": median_ratio(seconds[key], seconds[reference]),
+                "score_ok": (min(scores[reference]) - 1e-12 <= float(np.mean(scores[key]))
+                             <= max(scores[reference]) + 1e-12),
+                "n_train": len(problem["data"][0]), "params": problem["params"],
+                "metric": "R²" if problem["estimator"] == "MLPRegressor" else "accuracy"})
 
-    print(f"## chainrule.MLPClassifier vs scikit-learn MLPClassifier on digits\n\n"
-          f"{len(X_train)} train / {len(X_test)} test rows, MLP 64-{HIDDEN[0]}-10 ReLU, Adam lr "
-          f"{LEARNING_RATE}, batch {BATCH_SIZE}, {args.epochs} epochs, {args.rounds} interleaved "
-          f"rounds (seeds 0..{args.rounds - 1}), {THREADS} BLAS threads\n{machine()}\n")
-    print(markdown_table(
-        ["library", "dtype", "test accuracy: mean (min–max)", "fit s: median (min–max)",
-         "ms/epoch", "time ÷ scikit-learn, same dtype"],
-        [[row["library"], row["dtype"],
-          f"{row['accuracy_mean']:.4f} ({row['accuracy_min']:.4f}–{row['accuracy_max']:.4f})",
-          f"{row['fit_seconds_median']:.2f} ({spread(row['fit_seconds'], digits=2)})",
-          f"{1000 * row['fit_seconds_median'] / args.epochs:.2f}",
-          f"{row['time_vs_sklearn']:.2f}×"] for row in rows]))
+    print(f"## chainrule vs scikit-learn MLPClassifier / MLPRegressor\n\n"
+          f"Same parameters for both; test score over seeds 0..{args.rounds - 1} (one fit per "
+          f"seed, interleaved), {args.threads} BLAS thread(s)\n{machine()}\n")
+    table = []
+    for row in rows:
+        chainrule_row = row["library"] == "chainrule"
+        table.append([
+            f"{row['problem']} ({row['n_train']} train)" if not chainrule_row else "",
+            row["library"] + (f" {row['params']}" if row["params"] and not chainrule_row
+                              else ""),
+            f"{row['metric']} {np.mean(row['scores']):.4f} "
+            f"({min(row['scores']):.4f}–{max(row['scores']):.4f})",
+            f"{row['epochs']:g}", f"{row['fit_seconds_median']:.3f}",
+            f"{row['time_vs_sklearn']:.2f}×" if chainrule_row else "1",
+            ("score " + ("within" if row["score_ok"] else "OUTSIDE") + ", "
+             + ("faster" if row["time_vs_sklearn"] < 1 else "NOT FASTER")) if chainrule_row
+            else ""])
+    print(markdown_table(["problem", "library", "test score: mean (min–max)", "epochs (median)",
+                          "fit s (median)", "time ÷ scikit-learn", "verdict"], table))
     return rows
 
 

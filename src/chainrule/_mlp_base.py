@@ -192,28 +192,30 @@ class BaseMLP(BaseEstimator):
         return Network(Sequential(layers), dense, OUTPUT_LOSSES[self.out_activation_]())
 
     def _loss_and_grads(self, network: Network, X, Y: np.ndarray,
-                        sample_weight: np.ndarray | None) -> float:
-        """The objective on rows ``X``, ``Y``, with every parameter's gradient left in the
-        network's ``grads``: ``E + α/(2S) Σ‖W‖²`` with ``E`` the canonical loss and ``S`` the
-        summed sample weights (the row count without weights), scikit-learn's objective.
-        For squared error the value reported is ``E / n_outputs`` + penalty, scikit-learn's
-        ``loss_`` (its mean over outputs); the gradient is that of ``E`` + penalty as in
-        scikit-learn's updates."""
+                        sample_weight: np.ndarray | None) -> tuple[float, float]:
+        """``(objective, loss_)`` on rows ``X``, ``Y``, with the objective's gradient in every
+        parameter's ``grads``. The objective is ``E + α/(2S) Σ‖W‖²``: ``E`` the canonical loss,
+        ``S`` the summed sample weights (the row count without weights). ``loss_`` is the
+        value scikit-learn reports: the same, except that for squared error its ``E`` is the
+        mean over the outputs, ``E / n_outputs``. (scikit-learn also hands that value to
+        L-BFGS with the gradient of ``E``, inconsistent for several outputs; here L-BFGS gets
+        the objective whose gradient it is given.)"""
         layers = network.sequential.layers
         data_loss = network.loss.forward(network.sequential.forward(X), Y, sample_weight)
         grad = network.loss.backward()
         for index in range(len(layers) - 1, 0, -1):
             grad = layers[index].backward(grad)
         layers[0]._backward_params(grad)  # no gradient for the inputs
+        reported_data_loss = (data_loss / self.n_outputs_ if self.out_activation_ == "identity"
+                              else data_loss)
         total_weight = X.shape[0] if sample_weight is None else float(np.sum(sample_weight))
-        if self.out_activation_ == "identity":
-            data_loss /= self.n_outputs_
         if not self.alpha or total_weight == 0:
-            return data_loss
+            return data_loss, reported_data_loss
         strength = self.alpha / total_weight
         add_l2_gradient((layer.grads["W"] for layer in network.dense),
                         (layer.params["W"] for layer in network.dense), strength)
-        return data_loss + strength * l2_penalty(layer.params["W"] for layer in network.dense)
+        penalty = strength * l2_penalty(layer.params["W"] for layer in network.dense)
+        return data_loss + penalty, reported_data_loss + penalty
 
     def _parameter_grads(self, network: Network) -> list[np.ndarray]:
         """Gradients in the order of ``coefs_ + intercepts_``."""
@@ -223,16 +225,17 @@ class BaseMLP(BaseEstimator):
     def _loss_grad_lbfgs(self, packed_parameters: np.ndarray, X, Y: np.ndarray,
                          sample_weight: np.ndarray | None = None,
                          *work_buffers: object) -> tuple[float, np.ndarray]:
-        """``(objective, gradient)`` at the flat vector ``coefs_ + intercepts_`` (what L-BFGS
-        sees), with scikit-learn's private signature; its work buffers are not needed."""
+        """``(objective, gradient)`` at the flat vector ``coefs_ + intercepts_``, what L-BFGS
+        sees (see ``_loss_and_grads``), with scikit-learn's private signature; its work
+        buffers are not needed."""
         from chainrule._mlp_solvers import _pack, _unpack
 
         _unpack(packed_parameters, self.coefs_ + self.intercepts_)
         network = self._network(sparse=is_sparse(X))
         with np.errstate(over="ignore", invalid="ignore"):
-            loss = self._loss_and_grads(network, X, np.asarray(Y).reshape(len(Y), -1),
-                                        sample_weight)
-        return loss, _pack(self._parameter_grads(network))
+            objective, _ = self._loss_and_grads(network, X, np.asarray(Y).reshape(len(Y), -1),
+                                                sample_weight)
+        return objective, _pack(self._parameter_grads(network))
 
     def _validation_split(self, X, Y: np.ndarray, sample_weight: np.ndarray | None) -> tuple:
         """``X_train, Y_train, weights_train, (X_val, Y_val, weights_val)`` holding out

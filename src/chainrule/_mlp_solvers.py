@@ -168,9 +168,10 @@ def fit_stochastic(estimator: BaseMLP, network: Network, X, Y: np.ndarray,
 
 def _batch_loss(est: BaseMLP, network: Network, X, Y: np.ndarray,
                 weights: np.ndarray | None) -> float:
-    """Loss and gradients of one batch; NaN when the forward pass met non-finite values."""
+    """The reported loss (``loss_``'s definition) of one batch, leaving the objective's
+    gradients in the network; NaN when the forward pass met non-finite values."""
     try:
-        return est._loss_and_grads(network, X, Y, weights)
+        return est._loss_and_grads(network, X, Y, weights)[1]
     except NonFiniteError:
         return np.nan
 
@@ -226,10 +227,10 @@ def fit_lbfgs(estimator: BaseMLP, network: Network, X, Y: np.ndarray,
     def loss_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
         _unpack(theta, params)
         try:
-            loss = est._loss_and_grads(network, X, Y, sample_weight)
+            objective, _ = est._loss_and_grads(network, X, Y, sample_weight)
         except NonFiniteError:
             return np.inf, np.zeros_like(theta)
-        return loss, _pack(est._parameter_grads(network))
+        return objective, _pack(est._parameter_grads(network))
 
     def report(intermediate_result) -> None:
         print(f"Iteration {report.count}, loss = {intermediate_result.fun:.8f}")
@@ -250,8 +251,11 @@ def fit_lbfgs(estimator: BaseMLP, network: Network, X, Y: np.ndarray,
                       f"{est.max_iter}) or max_fun (now {est.max_fun}), or scale the data.",
                       ConvergenceWarning, stacklevel=4)
     est.n_iter_ = min(int(result.nit), est.max_iter)
-    est.loss_ = float(result.fun)
     _unpack(result.x, params)
+    try:
+        est.loss_ = float(est._loss_and_grads(network, X, Y, sample_weight)[1])
+    except NonFiniteError:
+        est.loss_ = float("nan")
 
 
 def _pack(arrays: list[np.ndarray]) -> np.ndarray:
