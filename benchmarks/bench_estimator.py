@@ -120,10 +120,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     table = []
     for row in rows:
         chainrule_row = row["library"] == "chainrule"
+        settings = "".join(f", {key}={value}" for key, value in row["params"].items())
         table.append([
-            f"{row['problem']} ({row['n_train']} train)" if not chainrule_row else "",
-            row["library"] + (f" {row['params']}" if row["params"] and not chainrule_row
-                              else ""),
+            f"{row['problem']} ({row['n_train']} train{settings})" if not chainrule_row else "",
+            row["library"],
             f"{row['metric']} {np.mean(row['scores']):.4f} "
             f"({min(row['scores']):.4f}–{max(row['scores']):.4f})",
             f"{row['epochs']:g}", f"{row['fit_seconds_median']:.3f}",
