@@ -38,3 +38,11 @@ def numeric_jacobian():
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def numpy_kernels(monkeypatch):
+    """Run the test on the NumPy reference kernels, whether or not numba is installed."""
+    from chainrule.nn import kernels
+
+    monkeypatch.setattr(kernels, "_compiled", lambda: None)

@@ -125,7 +125,7 @@ def test_hard_label_loss_path_errors(rng):
 @pytest.mark.parametrize("make", [
     lambda: cr.SGD(0.05), lambda: cr.SGD(0.05, momentum=0.9, weight_decay=0.1),
     lambda: cr.SGD(0.05, momentum=0.9, nesterov=True), lambda: cr.Adam(0.01, weight_decay=0.1)])
-def test_flat_and_per_parameter_updates_agree(make, rng):
+def test_flat_and_per_parameter_updates_agree(make, rng, numpy_kernels):
     models = [cr.mlp(5, [7], 3, seed=0) for _ in range(2)]
     flat, per_parameter = make(), make()
     per_parameter._FLAT_LIMIT = 0

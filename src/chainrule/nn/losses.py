@@ -8,7 +8,6 @@ effective target matrix ``T`` and one normaliser ``N`` (see ``_effective_targets
 
 from __future__ import annotations
 
-import functools
 import math
 import warnings
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from chainrule.nn.errors import NonFiniteError
 from chainrule.nn.functional import log_softmax
+from chainrule.nn.kernels import softmax_cross_entropy
 
 __all__ = ["CrossEntropy", "Loss", "MSELoss", "NLLLoss", "SoftmaxCrossEntropy"]
 
@@ -199,45 +199,14 @@ class SoftmaxCrossEntropy(_ClassificationLoss):
 
     def _forward_labels(self, logits: np.ndarray, labels: np.ndarray) -> float:
         """The training path, hard labels ``y``: ``E = -Σ_b log p_b,y_b / N`` and
-        ``∂E/∂z = (p - onehot(y)) / N``, computed in one ``(B, C)`` array.
-
-        First ``p = exp(z) / Σ exp(z)`` as it stands: when no logit exceeds ``log(max / C)``
-        nothing can overflow, and when every row sum is above ``tiny / eps`` what underflowed
-        is below the sum's precision, so this is as accurate as shifting by the row max, and
-        two passes cheaper. Otherwise (large or very negative logits, NaN, ±inf) ``z - max z``
-        is used, after the checks. ``log p_by = z_by - log Σ exp(z_b)`` either way.
-        """
-        rows = _arange(len(labels))
-        n_classes = logits.shape[1]
-        ones = _ones(n_classes, logits.dtype)
-        largest_logit, smallest_sum, eps = _exp_limits(logits.dtype, n_classes)
-        # NaN fails the first test; +inf and rows all -inf fail one of the two.
-        if np.maximum.reduce(logits, axis=None) <= largest_logit:
-            probs = np.exp(logits)  # cannot overflow, nor can the row sums
-            sums = probs @ ones  # BLAS: 5x faster than a sum over the rows
-            unshifted = np.minimum.reduce(sums) >= smallest_sum
-        else:
-            unshifted = False
-        if unshifted:
-            picked = logits[rows, labels]
-            # A row in [0, 1] summing to 1 has Σ exp(z) in [C + 1, C - 1 + e] (e^z >= 1 + z,
-            # and the convex sum peaks at a vertex): only then can the logits be
-            # probabilities, and only then is the full test worth running. The slack covers
-            # rounding: 1e-3 (sums within 1e-3 of 1) plus C·eps for the summation.
-            slack = 1e-3 + n_classes * eps
-            if (n_classes + 1) * (1 - slack) <= sums[0] <= (n_classes + 1.72) * (1 + slack):
-                self._warn_if_probabilities(logits)
-        else:
-            row_max = np.maximum.reduce(logits, axis=1)
-            if not np.isfinite(row_max).all():  # NaN, +inf or a row all -inf
-                self._check_logits(logits)  # raises, naming the bad entry
-            probs = np.subtract(logits, row_max[:, None])
-            picked = probs[rows, labels]
-            np.exp(probs, out=probs)
-            sums = probs @ ones
-            self._warn_if_probabilities(logits)
-        picked -= np.log(sums)
+        ``∂E/∂z = (p - onehot(y)) / N``, both from one fused kernel
+        (``chainrule.nn.kernels.softmax_cross_entropy``), no C×C Jacobian."""
         norm = len(labels) if self.reduction == "mean" else 1
+        fused = softmax_cross_entropy(logits, labels, norm)
+        if fused is None:  # NaN, +inf or a row all -inf
+            self._check_logits(logits)  # raises, naming the bad entry
+        picked, grad = fused
+        self._warn_if_probabilities(logits)
         with np.errstate(over="ignore"):
             loss = -float(np.add.reduce(picked)) / norm
             if math.isinf(loss):
@@ -248,10 +217,7 @@ class SoftmaxCrossEntropy(_ClassificationLoss):
                 # Only the sum overflowed (log-probabilities near -1e308): the mean may not.
                 # What overflows even so is returned as inf, as PyTorch does.
                 loss = -float(np.add.reduce(picked / norm))
-        sums *= norm
-        probs /= sums[:, None]
-        probs[rows, labels] -= 1 / norm
-        self._grad = probs
+        self._grad = grad
         return loss
 
     def _plain_labels(self, target: np.ndarray, shape: tuple) -> np.ndarray | None:
@@ -279,7 +245,9 @@ class SoftmaxCrossEntropy(_ClassificationLoss):
         return logits
 
     def _warn_if_probabilities(self, logits: np.ndarray) -> None:
-        if not self._warned_probabilities and _looks_like_probabilities(logits):
+        # One entry outside [0, 1] rules probabilities out: real logits cost no pass here.
+        if (not self._warned_probabilities and 0 <= logits[0, 0] <= 1
+                and _looks_like_probabilities(logits)):
             self._warned_probabilities = True
             warnings.warn(f"{self!r}: the logits look like probabilities (in [0, 1], rows "
                           "summing to 1): softmax applied twice? SoftmaxCrossEntropy takes raw "
@@ -366,32 +334,6 @@ class MSELoss(Loss):
                                  f"|output - target| {np.abs(diff).max():.3g})")
         self._grad = 2 * diff / norm
         return loss
-
-
-@functools.lru_cache(maxsize=32)
-def _arange(length: int) -> np.ndarray:
-    """A read-only ``arange(length)``: the row indices of a batch."""
-    rows = np.arange(length)
-    rows.flags.writeable = False
-    return rows
-
-
-@functools.lru_cache(maxsize=32)
-def _ones(length: int, dtype: np.dtype) -> np.ndarray:
-    """A read-only vector of ones: ``probs @ ones`` sums rows with BLAS."""
-    ones = np.ones(length, dtype)
-    ones.flags.writeable = False
-    return ones
-
-
-@functools.lru_cache(maxsize=64)
-def _exp_limits(dtype: np.dtype, n_classes: int) -> tuple[float, float, float]:
-    """``(log(max / C), tiny / eps, eps)`` of ``dtype``: with every logit at most the first,
-    neither ``exp(z)`` nor a row sum of ``C`` of them overflows; row sums at least the
-    second lost nothing to underflow that their precision could hold."""
-    limits = np.finfo(dtype)
-    return (float(np.log(limits.max / n_classes)), float(limits.tiny / limits.eps),
-            float(limits.eps))
 
 
 def _looks_like_probabilities(values: np.ndarray) -> bool:

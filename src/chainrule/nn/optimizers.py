@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import numpy as np
 
+from chainrule.nn import kernels
+
 __all__ = ["SGD", "Adam", "Optimizer"]
 
 
 class Optimizer:
     """Base class: per-parameter state keyed by ``"<layer index>.<name>"``.
 
-    A subclass gives ``_new_state(param)`` (its state arrays, shaped like ``param``) and
-    ``_direction(grad, state)``: the step ``Δ``, written into ``state["update"]``, with
-    ``p ← p - Δ``.
+    A subclass gives ``_new_state(param)`` (its state arrays, shaped like ``param``),
+    ``_update(param, grad, state)``: ``p ← p - Δ`` in place, by its fused kernel in
+    ``chainrule.nn.kernels``, and ``_direction(grad, state)``: ``Δ`` alone, into
+    ``state["update"]``, for the flat-vector path.
     """
 
     # Up to this many parameters in all (of one dtype), the rule runs once on all of them as
     # one flat vector instead of once per parameter: its dozen ufunc calls per parameter are
-    # most of a small network's step. ``state`` then holds views of the flat arrays.
+    # most of a small network's step. ``state`` then holds views of the flat arrays. Only
+    # for the NumPy kernels: a compiled kernel does one pass per parameter, no dozen calls.
     _FLAT_LIMIT = 1 << 16
 
     def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
@@ -39,25 +43,35 @@ class Optimizer:
         return f"{type(self).__name__}(lr={self.lr})"
 
     def __getstate__(self) -> dict:
-        # The flat arrays' per-parameter views would come back from pickle or deepcopy as
-        # separate copies: only ``state`` travels, and the flat arrays are rebuilt from it.
-        return {**self.__dict__, "_flat": None}
+        # The flat arrays and the per-parameter views of them in ``state`` would come back
+        # from a copy or pickle as independent arrays (and Adam's step count as one array
+        # shared by every key): a copy gets independent per-parameter state, from which
+        # ``_new_flat_state`` rebuilds the views on its next step.
+        return {**self.__dict__, "_flat": None, "state": self._unshared_state()}
+
+    def _unshared_state(self) -> dict[str, dict[str, np.ndarray]]:
+        """``state`` with every array copied: no views of the flat arrays, nothing shared."""
+        return {key: {name: value.copy() for name, value in entry.items()}
+                for key, entry in self.state.items()}
 
     def step(self, model) -> None:
         """Update every parameter of ``model`` (a ``Sequential``) in place."""
         entries = [(key, param, grad) for (key, param), (_, grad)
                    in zip(model.named_parameters(), model.named_grads(), strict=True)]
         layout = [(key, param.shape, param.dtype) for key, param, _ in entries]
-        if (entries and len({dtype for _, _, dtype in layout}) == 1
+        if (kernels.backend() == "numpy" and entries
+                and len({dtype for _, _, dtype in layout}) == 1
                 and sum(param.size for _, param, _ in entries) <= self._FLAT_LIMIT):
             self._step_flat(entries, layout)
             return
+        if self._flat is not None:  # the flat path ran before: its views become the state
+            self.state, self._flat = self._unshared_state(), None
         for key, param, grad in entries:
             state = self.state.get(key)
             if (state is None or state["update"].shape != param.shape
                     or state["update"].dtype != param.dtype):
                 state = self.state[key] = self._new_state(param)
-            param -= self._direction(self._decayed(grad, param, state["scratch"]), state)
+            self._update(param, grad, state)
 
     def _step_flat(self, entries: list, layout: list) -> None:
         """``step`` on the concatenation of all parameters (see ``_FLAT_LIMIT``)."""
@@ -77,38 +91,36 @@ class Optimizer:
     def _new_flat_state(self, layout: list) -> dict:
         """Flat state arrays for ``layout``, and ``self.state`` as per-parameter views of them.
 
-        Per-parameter state already there for the same shape and dtype (after ``pickle`` or
-        ``deepcopy``, which copy views as separate arrays) is carried into the flat arrays.
+        Per-parameter state already held for a key, of the same shape and dtype (a copied or
+        unpickled optimizer's, or the per-parameter path's), is carried into the views.
         """
         sizes = [int(np.prod(shape)) for _, shape, _ in layout]
         flat_state = self._new_state(np.empty(sum(sizes), dtype=layout[0][2]))
         ends = np.cumsum(sizes)
         previous, self.state = self.state, {}
-        for (key, shape, dtype), end, size in zip(layout, ends, sizes, strict=True):
-            self.state[key] = {name: value[end - size:end].reshape(shape) if value.ndim else value
-                               for name, value in flat_state.items()}
+        for (key, shape, _), end, size in zip(layout, ends, sizes, strict=True):
+            views = {name: value[end - size:end].reshape(shape) if value.ndim else value
+                     for name, value in flat_state.items()}
             old = previous.get(key, {})
-            if all(name in old and np.shape(old[name]) == np.shape(value)
-                   and old["update"].dtype == dtype for name, value in self.state[key].items()):
-                for name, value in self.state[key].items():
-                    value[...] = old[name]
+            if all(name in old and old[name].shape == view.shape
+                   and old[name].dtype == view.dtype for name, view in views.items()):
+                for name, view in views.items():
+                    view[...] = old[name]
+            self.state[key] = views
         return {"layout": layout, "state": flat_state,
                 "grad": np.empty_like(flat_state["update"]),
                 "updates": [self.state[key]["update"] for key, _, _ in layout]}
-
-    def _decayed(self, grad: np.ndarray, param: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """``g + λ p`` (L2 weight decay) in ``out``; ``g`` itself when λ = 0."""
-        if not self.weight_decay:
-            return grad
-        np.multiply(param, self.weight_decay, out=out)
-        out += grad
-        return out
 
     def _new_state(self, param: np.ndarray) -> dict[str, np.ndarray]:
         """``scratch`` holds the weight-decayed gradient, ``update`` the step ``Δ``."""
         return {"scratch": np.empty_like(param), "update": np.empty_like(param)}
 
+    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict) -> None:
+        """``p ← p - Δ`` for one parameter, weight decay included (a fused kernel)."""
+        raise NotImplementedError
+
     def _direction(self, grad: np.ndarray, state: dict) -> np.ndarray:
+        """The step ``Δ`` for an already weight-decayed ``grad``, into ``state["update"]``."""
         raise NotImplementedError
 
 
@@ -133,19 +145,12 @@ class SGD(Optimizer):
         # v starts at 0, so the first step's μ·0 + g is exactly g.
         return {**super()._new_state(param), "velocity": np.zeros_like(param)}
 
+    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict) -> None:
+        kernels.sgd_step(param, grad, state, self.lr, self.momentum, self.nesterov,
+                         self.weight_decay)
+
     def _direction(self, grad: np.ndarray, state: dict) -> np.ndarray:
-        update = state["update"]
-        if not self.momentum:
-            return np.multiply(grad, self.lr, out=update)
-        velocity = state["velocity"]
-        velocity *= self.momentum
-        velocity += grad
-        if self.nesterov:
-            np.multiply(velocity, self.momentum, out=update)
-            update += grad
-            update *= self.lr
-            return update
-        return np.multiply(velocity, self.lr, out=update)
+        return kernels.sgd_direction(grad, state, self.lr, self.momentum, self.nesterov)
 
 
 class Adam(Optimizer):
@@ -165,21 +170,8 @@ class Adam(Optimizer):
         return {**super()._new_state(param), "m": np.zeros_like(param),
                 "v": np.zeros_like(param), "t": np.zeros((), dtype=np.int64)}
 
+    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict) -> None:
+        kernels.adam_step(param, grad, state, self.lr, self.betas, self.eps, self.weight_decay)
+
     def _direction(self, grad: np.ndarray, state: dict) -> np.ndarray:
-        beta1, beta2 = self.betas
-        state["t"] += 1
-        t = int(state["t"])
-        m, v, update = state["m"], state["v"], state["update"]
-        # Every step is an in-place ufunc into the state or ``update``: no temporaries.
-        m *= beta1
-        m += np.multiply(grad, 1 - beta1, out=update)
-        v *= beta2
-        np.multiply(grad, grad, out=update)
-        update *= 1 - beta2
-        v += update
-        np.sqrt(v, out=update)
-        update /= np.sqrt(1 - beta2**t)
-        update += self.eps
-        np.divide(m, update, out=update)
-        update *= self.lr / (1 - beta1**t)
-        return update
+        return kernels.adam_direction(grad, state, self.lr, self.betas, self.eps)

@@ -1,0 +1,373 @@
+"""Fused kernels for the training path: a plain NumPy reference and a numba version of each.
+
+Each public function here dispatches: to its numba version when numba is installed (the
+``chainrule[fast]`` extra), else to its NumPy reference; ``CHAINRULE_KERNELS=numpy`` forces
+the reference. numba is imported on the first call that uses it, never by ``import chainrule``.
+
+The numba versions are the plain loops below each reference, compiled serially
+(``parallel=False``: on a few cores numba's thread pool fights OpenBLAS's for them) and cached
+on disk. They run only on arrays they were written for — one float dtype, in-place targets
+contiguous — and hand anything else to the reference, so every input gets an answer. Each is
+tested equal to its reference (``tests/test_kernels.py``): exactly for the element-wise ones
+and the optimizer steps, to rounding where a sum is reordered.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from types import SimpleNamespace
+
+import numpy as np
+
+__all__ = ["adam_step", "backend", "relu_backward", "sgd_step", "softmax_cross_entropy",
+           "softmax_vjp"]
+
+
+def backend() -> str:
+    """``"numba"`` when the compiled kernels are in use, else ``"numpy"``."""
+    return "numpy" if _compiled() is None else "numba"
+
+
+# --- ReLU backward: ∂L/∂x = g where y > 0, else 0 ------------------------------------------
+
+def relu_backward(grad_out: np.ndarray, output: np.ndarray) -> np.ndarray:
+    """``g ⊙ [y > 0]`` for ReLU's output ``y``; 0 where the unit is off, even for inf/NaN ``g``."""
+    compiled = _compiled()
+    if compiled is None or not _same_float_dtype(grad_out, output) or grad_out.ndim != 2:
+        return _relu_backward_numpy(grad_out, output)
+    grad_in = np.empty_like(grad_out, order="C")
+    compiled.relu_backward(grad_out, output, grad_in)
+    return grad_in
+
+
+def _relu_backward_numpy(grad_out: np.ndarray, output: np.ndarray) -> np.ndarray:
+    # Multiplying by the mask is 3x faster than np.where, but ±inf or NaN times an off unit's
+    # 0 would be NaN where the gradient is 0: those rare inputs (found by one BLAS dot, Σ g²)
+    # take np.where.
+    if math.isfinite(np.vdot(grad_out, grad_out)):
+        return np.multiply(grad_out, output > 0)
+    return np.where(output > 0, grad_out, 0).astype(grad_out.dtype, copy=False)
+
+
+def _relu_backward_loops(grad_out, output, grad_in):
+    for row in range(grad_out.shape[0]):
+        for col in range(grad_out.shape[1]):
+            grad_in[row, col] = grad_out[row, col] if output[row, col] > 0 else 0
+
+
+# --- softmax VJP: (Jᵀ g)_j = a_j (g_j - Σ_i g_i a_i) --------------------------------------
+
+def softmax_vjp(a: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """``a ⊙ (g - ⟨g, a⟩)`` row by row (classes on the last axis), ``(..., C)``."""
+    a, g = np.asarray(a), np.asarray(g)
+    compiled = _compiled()
+    if compiled is None or not _same_float_dtype(a, g) or a.shape != g.shape or a.ndim == 0:
+        return _softmax_vjp_numpy(a, g)
+    a_rows, g_rows = a.reshape(-1, a.shape[-1]), g.reshape(-1, g.shape[-1])
+    grad = np.empty(a_rows.shape, dtype=a.dtype)
+    compiled.softmax_vjp(a_rows, g_rows, grad)
+    return grad.reshape(a.shape)
+
+
+def _softmax_vjp_numpy(a: np.ndarray, g: np.ndarray) -> np.ndarray:
+    # ⟨g, a⟩ per row as a batch of (1, C) @ (C, 1) products: BLAS, no (..., C) temporary.
+    row_dot = (g[..., None, :] @ a[..., :, None])[..., 0]
+    grad = g - row_dot
+    grad *= a
+    return grad
+
+
+def _softmax_vjp_loops(a, g, grad):
+    for row in range(a.shape[0]):
+        row_dot = a.dtype.type(0)
+        for col in range(a.shape[1]):
+            row_dot += g[row, col] * a[row, col]
+        for col in range(a.shape[1]):
+            grad[row, col] = a[row, col] * (g[row, col] - row_dot)
+
+
+# --- softmax cross-entropy on hard labels ---------------------------------------------------
+
+def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray,
+                          norm: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(log p_{b,y_b} per row, (p - onehot(y)) / norm)`` with ``p = softmax(logits)``.
+
+    ``logits`` ``(B, C)`` float, ``labels`` ``(B,)`` in ``[0, C)`` (already validated). Returns
+    None when some row's max is not finite (NaN, +inf, or every logit -inf): the caller
+    reports it. A ``-inf`` logit is a masked class: ``p = 0``, and ``-inf`` when picked.
+    """
+    compiled = _compiled()
+    if compiled is None or logits.dtype not in _FLOATS:
+        return _softmax_cross_entropy_numpy(logits, labels, norm)
+    # Shift by the row max (numba), exponentiate (NumPy's vectorised exp: numba's is a scalar
+    # libm call per entry), then normalise and subtract the one-hot (numba).
+    probs = np.empty(logits.shape, dtype=logits.dtype)
+    picked = np.empty(len(logits), dtype=logits.dtype)
+    labels = labels.astype(np.intp, copy=False)  # one compiled version for every label dtype
+    if not compiled.shift_by_row_max(logits, labels, probs, picked):
+        return None
+    np.exp(probs, out=probs)
+    scalar = logits.dtype.type
+    compiled.normalise_minus_onehot(probs, labels, picked, scalar(norm), scalar(1 / norm))
+    return picked, probs
+
+
+def _softmax_cross_entropy_numpy(logits: np.ndarray, labels: np.ndarray,
+                                 norm: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """The reference, two passes cheaper than shifting when it is safe not to.
+
+    First ``p = exp(z) / Σ exp(z)`` as it stands: when no logit exceeds ``log(max / C)``
+    nothing can overflow, and when every row sum is above ``tiny / eps`` what underflowed is
+    below the sum's precision, so this is as accurate as shifting by the row max. Otherwise
+    (large or very negative logits, NaN, ±inf) ``z - max z`` is used.
+    """
+    rows = _arange(len(labels))
+    ones = _ones(logits.shape[1], logits.dtype)
+    largest_logit, smallest_sum = _exp_limits(logits.dtype, logits.shape[1])
+    unshifted = False
+    # NaN fails the first test; +inf and rows all -inf fail one of the two.
+    if np.maximum.reduce(logits, axis=None) <= largest_logit:
+        probs = np.exp(logits)  # cannot overflow, nor can the row sums
+        sums = probs @ ones  # BLAS: 5x faster than a sum over the rows
+        unshifted = np.minimum.reduce(sums) >= smallest_sum
+    if unshifted:
+        picked = logits[rows, labels]
+    else:
+        row_max = np.maximum.reduce(logits, axis=1)
+        if not np.isfinite(row_max).all():
+            return None
+        probs = np.subtract(logits, row_max[:, None])
+        picked = probs[rows, labels]
+        np.exp(probs, out=probs)
+        sums = probs @ ones
+    picked -= np.log(sums)
+    sums *= norm
+    probs /= sums[:, None]
+    probs[rows, labels] -= 1 / norm
+    return picked, probs
+
+
+def _shift_by_row_max_loops(logits, labels, shifted, picked):
+    """``shifted = z - max z`` per row, ``picked = shifted[b, y_b]``; False at a row whose max
+    is not finite."""
+    for row in range(logits.shape[0]):
+        row_max = logits[row, 0]
+        for col in range(1, logits.shape[1]):
+            row_max = max(row_max, logits[row, col])
+        if not np.isfinite(row_max):  # max() skips a NaN after the first entry: recheck
+            return False
+        for col in range(logits.shape[1]):
+            shifted[row, col] = logits[row, col] - row_max
+            if shifted[row, col] != shifted[row, col]:
+                return False
+        picked[row] = shifted[row, labels[row]]
+    return True
+
+
+def _normalise_minus_onehot_loops(exps, labels, picked, norm, inverse_norm):
+    """``exps ← exps / (Σ_row exps · norm)``, minus ``1/norm`` at the label; ``picked -= log Σ``."""
+    for row in range(exps.shape[0]):
+        total = exps.dtype.type(0)
+        for col in range(exps.shape[1]):
+            total += exps[row, col]
+        picked[row] -= np.log(total)
+        scale = total * norm
+        for col in range(exps.shape[1]):
+            exps[row, col] /= scale
+        exps[row, labels[row]] -= inverse_norm
+
+
+# --- optimizer steps, one parameter in place -------------------------------------------------
+
+def sgd_step(param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray], lr: float,
+             momentum: float, nesterov: bool, weight_decay: float) -> None:
+    """SGD in place: ``g ← g + λ p``; ``v ← μ v + g``; ``p ← p - lr·v`` (Nesterov: ``p ← p -
+    lr·(g + μ v)``); without momentum ``p ← p - lr·g``. ``state`` from ``SGD._new_state``."""
+    compiled = _compiled()
+    if compiled is None or not _in_place_ok(param, grad, state["velocity"]):
+        _sgd_step_numpy(param, grad, state, lr, momentum, nesterov, weight_decay)
+        return
+    scalar = param.dtype.type
+    compiled.sgd_step(param.reshape(-1), grad.reshape(-1), state["velocity"].reshape(-1),
+                      scalar(lr), scalar(momentum), nesterov, scalar(weight_decay))
+
+
+def _sgd_step_numpy(param, grad, state, lr, momentum, nesterov, weight_decay) -> None:
+    param -= sgd_direction(_decayed(grad, param, weight_decay, state["scratch"]), state, lr,
+                           momentum, nesterov)
+
+
+def sgd_direction(grad: np.ndarray, state: dict[str, np.ndarray], lr: float, momentum: float,
+                  nesterov: bool) -> np.ndarray:
+    """The SGD step ``Δ`` written into ``state["update"]`` (NumPy; also the flat-vector path)."""
+    update = state["update"]
+    if not momentum:
+        return np.multiply(grad, lr, out=update)
+    velocity = state["velocity"]
+    velocity *= momentum
+    velocity += grad
+    if nesterov:
+        np.multiply(velocity, momentum, out=update)
+        update += grad
+        update *= lr
+        return update
+    return np.multiply(velocity, lr, out=update)
+
+
+def _sgd_step_loops(param, grad, velocity, lr, momentum, nesterov, weight_decay):
+    for index in range(param.size):
+        gradient = grad[index]
+        if weight_decay:
+            gradient = param[index] * weight_decay + gradient
+        if not momentum:
+            param[index] -= gradient * lr
+            continue
+        velocity[index] = velocity[index] * momentum + gradient
+        if nesterov:
+            param[index] -= (velocity[index] * momentum + gradient) * lr
+        else:
+            param[index] -= velocity[index] * lr
+
+
+def adam_step(param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray], lr: float,
+              betas: tuple[float, float], eps: float, weight_decay: float) -> None:
+    """Adam in place (``t`` advanced first): ``m ← β1 m + (1-β1) g``, ``v ← β2 v + (1-β2) g²``,
+    ``p ← p - lr/(1-β1ᵗ) · m / (√v / √(1-β2ᵗ) + eps)``. ``state`` from ``Adam._new_state``."""
+    compiled = _compiled()
+    if compiled is None or not _in_place_ok(param, grad, state["m"], state["v"]):
+        _adam_step_numpy(param, grad, state, lr, betas, eps, weight_decay)
+        return
+    state["t"] += 1
+    scalars = _adam_scalars(int(state["t"]), lr, betas, eps, param.dtype.type)
+    compiled.adam_step(param.reshape(-1), grad.reshape(-1), state["m"].reshape(-1),
+                       state["v"].reshape(-1), param.dtype.type(weight_decay), *scalars)
+
+
+def _adam_step_numpy(param, grad, state, lr, betas, eps, weight_decay) -> None:
+    param -= adam_direction(_decayed(grad, param, weight_decay, state["scratch"]), state, lr,
+                            betas, eps)
+
+
+def adam_direction(grad: np.ndarray, state: dict[str, np.ndarray], lr: float,
+                   betas: tuple[float, float], eps: float) -> np.ndarray:
+    """The Adam step ``Δ`` written into ``state["update"]`` (NumPy; also the flat path)."""
+    state["t"] += 1
+    beta1, rest1, beta2, rest2, bias2_sqrt, eps, step_size = _adam_scalars(
+        int(state["t"]), lr, betas, eps, float)
+    m, v, update = state["m"], state["v"], state["update"]
+    # Every step is an in-place ufunc into the state or ``update``: no temporaries.
+    m *= beta1
+    m += np.multiply(grad, rest1, out=update)
+    v *= beta2
+    np.multiply(grad, grad, out=update)
+    update *= rest2
+    v += update
+    np.sqrt(v, out=update)
+    update /= bias2_sqrt
+    update += eps
+    np.divide(m, update, out=update)
+    update *= step_size
+    return update
+
+
+def _adam_scalars(t: int, lr: float, betas: tuple[float, float], eps: float,
+                  scalar: type) -> tuple:
+    """``(β1, 1-β1, β2, 1-β2, √(1-β2ᵗ), eps, lr/(1-β1ᵗ))`` as ``scalar`` (the parameters'
+    float type: every operation then rounds as NumPy's in-place ufuncs with Python scalars)."""
+    beta1, beta2 = betas
+    return (scalar(beta1), scalar(1 - beta1), scalar(beta2), scalar(1 - beta2),
+            scalar(math.sqrt(1 - beta2**t)), scalar(eps), scalar(lr / (1 - beta1**t)))
+
+
+def _adam_step_loops(param, grad, m, v, weight_decay, beta1, rest1, beta2, rest2, bias2_sqrt,
+                     eps, step_size):
+    for index in range(param.size):
+        gradient = grad[index]
+        if weight_decay:
+            gradient = param[index] * weight_decay + gradient
+        m[index] = m[index] * beta1 + gradient * rest1
+        v[index] = v[index] * beta2 + gradient * gradient * rest2
+        denominator = np.sqrt(v[index]) / bias2_sqrt + eps
+        param[index] -= m[index] / denominator * step_size
+
+
+def _decayed(grad: np.ndarray, param: np.ndarray, weight_decay: float,
+             out: np.ndarray) -> np.ndarray:
+    """``g + λ p`` (L2 weight decay) in ``out``; ``g`` itself when λ = 0."""
+    if not weight_decay:
+        return grad
+    np.multiply(param, weight_decay, out=out)
+    out += grad
+    return out
+
+
+# --- dispatch --------------------------------------------------------------------------------
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _same_float_dtype(*arrays: np.ndarray) -> bool:
+    return arrays[0].dtype in _FLOATS and all(a.dtype == arrays[0].dtype for a in arrays)
+
+
+def _in_place_ok(param: np.ndarray, grad: np.ndarray, *state: np.ndarray) -> bool:
+    """The compiled steps walk flat memory: every array one float dtype, one shape, contiguous."""
+    arrays = (param, grad, *state)
+    return (_same_float_dtype(*arrays) and all(a.shape == param.shape for a in arrays)
+            and all(a.flags.c_contiguous for a in arrays) and param.flags.writeable)
+
+
+@functools.cache
+def _compiled() -> SimpleNamespace | None:
+    """The numba-compiled loops, or None (numba missing, or ``CHAINRULE_KERNELS=numpy``)."""
+    choice = os.environ.get("CHAINRULE_KERNELS", "").strip().lower()
+    if choice not in ("", "numba", "numpy"):
+        raise ValueError(f"CHAINRULE_KERNELS must be 'numba' or 'numpy', got {choice!r}")
+    if choice == "numpy":
+        return None
+    try:
+        import numba
+    except ImportError:
+        if choice == "numba":
+            raise ImportError("CHAINRULE_KERNELS=numba, but numba is not installed: "
+                              "pip install 'chainrule[fast]'") from None
+        return None
+    exact = numba.njit(cache=True, nogil=True)
+    # Reassociating the row sums lets LLVM vectorise them; they then round like any
+    # reordered sum (tested against the reference to float rounding).
+    summing = numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
+    return SimpleNamespace(
+        relu_backward=exact(_relu_backward_loops),
+        softmax_vjp=summing(_softmax_vjp_loops),
+        shift_by_row_max=exact(_shift_by_row_max_loops),
+        normalise_minus_onehot=summing(_normalise_minus_onehot_loops),
+        sgd_step=exact(_sgd_step_loops),
+        adam_step=exact(_adam_step_loops),
+    )
+
+
+@functools.lru_cache(maxsize=32)
+def _arange(length: int) -> np.ndarray:
+    """A read-only ``arange(length)``: the row indices of a batch."""
+    rows = np.arange(length)
+    rows.flags.writeable = False
+    return rows
+
+
+@functools.lru_cache(maxsize=32)
+def _ones(length: int, dtype: np.dtype) -> np.ndarray:
+    """A read-only vector of ones: ``probs @ ones`` sums rows with BLAS."""
+    ones = np.ones(length, dtype)
+    ones.flags.writeable = False
+    return ones
+
+
+@functools.lru_cache(maxsize=64)
+def _exp_limits(dtype: np.dtype, n_classes: int) -> tuple[float, float]:
+    """``(log(max / C), tiny / eps)`` of ``dtype``: with every logit at most the first, neither
+    ``exp(z)`` nor a row sum of ``C`` of them overflows; row sums at least the second lost
+    nothing to underflow that their precision could hold."""
+    limits = np.finfo(dtype)
+    return float(np.log(limits.max / n_classes)), float(limits.tiny / limits.eps)
