@@ -24,7 +24,8 @@ LAZY_UPWARD = {
     ("chainrule.nn.network", "chainrule.io.serialization"),  # Sequential.save
     ("chainrule.nn.network", "chainrule.io.export"),  # Sequential.to_torch
 }
-HEAVY = ("sklearn", "scipy", "matplotlib", "tqdm", "torch", "onnx", "onnxruntime", "mlxtend")
+HEAVY = ("sklearn", "scipy", "matplotlib", "tqdm", "torch", "onnx", "onnxruntime", "mlxtend",
+         "numba")
 
 
 def _module_name(path: Path) -> str:

@@ -328,12 +328,20 @@ def _compiled() -> SimpleNamespace | None:
     if choice == "numpy":
         return None
     try:
-        import numba
+        return _compile()
     except ImportError:
         if choice == "numba":
             raise ImportError("CHAINRULE_KERNELS=numba, but numba is not installed: "
                               "pip install 'chainrule[fast]'") from None
         return None
+
+
+@functools.cache
+def _compile() -> SimpleNamespace:
+    """Wrap the loops with ``numba.njit``: each compiles on its first call per dtype and
+    layout, into numba's on-disk cache (later processes load it). ImportError without numba."""
+    import numba
+
     exact = numba.njit(cache=True, nogil=True)
     # Reassociating the row sums lets LLVM vectorise them; they then round like any
     # reordered sum (tested against the reference to float rounding).

@@ -1,0 +1,226 @@
+"""Every compiled kernel equals its NumPy reference (``chainrule.nn.kernels``).
+
+Each kernel is called through its public function twice, once dispatched to the numba loops
+and once to the NumPy reference, in float32 and float64, on odd shapes and non-contiguous
+views. Element-wise kernels and optimizer steps must agree exactly; kernels that reorder a
+sum agree to the dtype's rounding. The numba half skips when numba is not installed.
+"""
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule.nn import kernels
+
+HAS_NUMBA = importlib.util.find_spec("numba") is not None
+needs_numba = pytest.mark.skipif(not HAS_NUMBA, reason="numba is not installed")
+DTYPES = [np.float32, np.float64]
+SHAPES = [(1, 1), (7, 13), (33, 3), (2, 257)]
+
+
+def _on(backend: str, monkeypatch) -> None:
+    compiled = kernels._compile() if backend == "numba" else None
+    monkeypatch.setattr(kernels, "_compiled", lambda: compiled)
+
+
+def both(monkeypatch, function, *args_factory):
+    """``function(*args)`` on the NumPy reference, then on numba; fresh arguments each time."""
+    results = []
+    for backend in ("numpy", "numba"):
+        _on(backend, monkeypatch)
+        args = [make() for make in args_factory]
+        results.append((function(*args), args))
+    return results
+
+
+def _layouts(array: np.ndarray) -> list[np.ndarray]:
+    """The array as it is, as a column-sliced view, and as a transposed (Fortran) copy's view."""
+    wide = np.repeat(array, 2, axis=1)
+    return [array, wide[:, ::2], np.asfortranarray(array)]
+
+
+def _tolerance(dtype, n_summed: int) -> dict:
+    eps = np.finfo(dtype).eps
+    return {"rtol": 4 * n_summed * eps, "atol": 4 * n_summed * eps}
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("layout", [0, 1, 2])
+def test_relu_backward_equals_reference(dtype, shape, layout, rng, monkeypatch):
+    output = np.maximum(rng.normal(size=shape), 0).astype(dtype)
+    grad_out = rng.normal(size=shape).astype(dtype)
+    grad_out.flat[::3] = np.inf  # inf/NaN upstream: 0 where the unit is off, never NaN
+    grad_out.flat[1::5] = np.nan
+    output, grad_out = _layouts(output)[layout], _layouts(grad_out)[layout]
+    (reference, _), (compiled, _) = both(monkeypatch, kernels.relu_backward,
+                                         lambda: grad_out, lambda: output)
+    assert compiled.dtype == dtype and compiled.shape == shape
+    np.testing.assert_array_equal(compiled, reference)
+    np.testing.assert_array_equal(compiled, np.where(output > 0, grad_out, 0))
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [*SHAPES, (13,), (3, 4, 5)])
+@pytest.mark.parametrize("sliced", [False, True])
+def test_softmax_vjp_equals_reference(dtype, shape, sliced, rng, monkeypatch):
+    a = cr.softmax(rng.normal(scale=3, size=shape)).astype(dtype)
+    g = rng.normal(size=shape).astype(dtype)
+    if sliced:  # every other entry of a wider array: strided, not contiguous
+        a, g = np.stack([a, a], axis=-1)[..., 0], np.stack([g, g], axis=-1)[..., 0]
+        assert g.size == 1 or not g.flags.c_contiguous
+    (reference, _), (compiled, _) = both(monkeypatch, kernels.softmax_vjp, lambda: a, lambda: g)
+    assert compiled.dtype == dtype and compiled.shape == shape
+    np.testing.assert_allclose(compiled, reference, **_tolerance(dtype, shape[-1]))
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("case", ["plain", "large", "masked", "sliced", "uint8 labels"])
+def test_softmax_cross_entropy_equals_reference(dtype, shape, case, rng, monkeypatch):
+    scale = {"large": 3e3}.get(case, 3.0)  # large: the reference shifts too, no overflow
+    logits = (rng.normal(size=shape) * scale).astype(dtype)
+    labels = rng.integers(0, shape[1], shape[0])
+    if case == "masked" and shape[1] > 1:
+        logits[:, 0] = -np.inf
+        labels = np.maximum(labels, 1)
+    if case == "sliced":
+        logits = np.repeat(logits, 2, axis=1)[:, ::2]
+    if case == "uint8 labels":
+        labels = labels.astype(np.uint8)
+    norm = shape[0]
+    (reference, _), (compiled, _) = both(monkeypatch, kernels.softmax_cross_entropy,
+                                         lambda: logits, lambda: labels, lambda: norm)
+    tolerance = _tolerance(dtype, shape[1])
+    for ours, expected in zip(compiled, reference, strict=True):
+        assert ours.dtype == dtype and ours.shape == expected.shape
+        np.testing.assert_allclose(ours, expected, **tolerance)
+    np.testing.assert_allclose(compiled[0], cr.log_softmax(logits)[np.arange(norm), labels],
+                               **tolerance)
+
+
+@needs_numba
+@pytest.mark.parametrize("bad", [np.nan, np.inf, "row of -inf", "nan after the max"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_cross_entropy_declines_rows_without_a_finite_max(bad, dtype, rng,
+                                                                 monkeypatch):
+    logits = rng.normal(size=(4, 5)).astype(dtype)
+    if bad == "row of -inf":
+        logits[2] = -np.inf
+    elif bad == "nan after the max":
+        logits[1] = [9.0, np.nan, 0.0, 1.0, 2.0]
+    else:
+        logits[1, 3] = bad
+    labels = np.array([0, 1, 2, 3])
+    for result, _ in both(monkeypatch, kernels.softmax_cross_entropy, lambda: logits,
+                          lambda: labels, lambda: 4):
+        assert result is None
+
+
+def _sgd_options():
+    return [dict(momentum=0.0, nesterov=False, weight_decay=0.0),
+            dict(momentum=0.9, nesterov=False, weight_decay=0.0),
+            dict(momentum=0.9, nesterov=True, weight_decay=0.01),
+            dict(momentum=0.5, nesterov=False, weight_decay=0.1)]
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1,), (7, 13), (3, 1, 5)])
+@pytest.mark.parametrize("options", _sgd_options())
+def test_sgd_step_equals_reference_exactly(dtype, shape, options, rng, monkeypatch):
+    param0 = rng.normal(size=shape).astype(dtype)
+    grads = [rng.normal(size=shape).astype(dtype) for _ in range(3)]
+    finals = []
+    for backend in ("numpy", "numba"):
+        _on(backend, monkeypatch)
+        param, state = param0.copy(), cr.SGD(0.1, **options)._new_state(param0)
+        for grad in grads:
+            kernels.sgd_step(param, grad, state, 0.1, **options)
+        finals.append((param, state["velocity"]))
+    np.testing.assert_array_equal(finals[1][0], finals[0][0])
+    np.testing.assert_array_equal(finals[1][1], finals[0][1])
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1,), (7, 13), (3, 1, 5)])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.05])
+def test_adam_step_equals_reference_exactly(dtype, shape, weight_decay, rng, monkeypatch):
+    param0 = rng.normal(size=shape).astype(dtype)
+    grads = [rng.normal(size=shape).astype(dtype) for _ in range(4)]
+    finals = []
+    for backend in ("numpy", "numba"):
+        _on(backend, monkeypatch)
+        param, state = param0.copy(), cr.Adam()._new_state(param0)
+        for grad in grads:
+            kernels.adam_step(param, grad, state, 0.01, (0.9, 0.999), 1e-8, weight_decay)
+        finals.append((param, state["m"], state["v"], int(state["t"])))
+    for ours, expected in zip(finals[1], finals[0], strict=True):
+        np.testing.assert_array_equal(ours, expected)
+
+
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("numba", marks=needs_numba)])
+def test_steps_on_non_contiguous_parameters_update_them_in_place(backend, rng, monkeypatch):
+    _on(backend, monkeypatch)
+    storage = rng.normal(size=(6, 8))
+    param = storage[:, ::2]  # a strided view: the compiled loop hands it to the reference
+    expected = param - 0.1 * np.ones_like(param)
+    kernels.sgd_step(param, np.ones_like(param), cr.SGD(0.1)._new_state(param), 0.1, 0.0,
+                     False, 0.0)
+    np.testing.assert_allclose(storage[:, ::2], expected, rtol=1e-15)
+
+
+@needs_numba
+@pytest.mark.parametrize("make", [
+    lambda: cr.SGD(0.05, momentum=0.9, weight_decay=0.01),
+    lambda: cr.SGD(0.05, momentum=0.9, nesterov=True), lambda: cr.Adam(0.01)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_compiled_per_parameter_steps_equal_numpys_flat_path(make, dtype, rng, monkeypatch):
+    """numba's one pass per parameter against the NumPy flat-vector path (small model)."""
+    X, y = rng.normal(size=(64, 5)).astype(dtype), rng.integers(0, 3, 64)
+    models = []
+    for backend in ("numpy", "numba"):
+        _on(backend, monkeypatch)
+        model, optimizer = cr.mlp(5, [7, 6], 3, seed=0, dtype=dtype), make()
+        cr.fit(model, cr.SoftmaxCrossEntropy(), optimizer, X, y, epochs=3, batch_size=16,
+               seed=1, progress=False)
+        assert (optimizer._flat is not None) == (backend == "numpy")
+        models.append(model)
+    eps = np.finfo(dtype).eps  # the loss's kernel rounds its sums differently: a few ulps
+    for key, value in models[0].params.items():
+        np.testing.assert_allclose(models[1].params[key], value, rtol=1e3 * eps,
+                                   atol=1e3 * eps)
+
+
+def _run(code: str, **environment: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, **environment})
+
+
+def test_numba_is_imported_on_the_first_kernel_call_only():
+    code = ("import sys, numpy as np, chainrule as cr; from chainrule.nn import kernels; "
+            "print('numba' in sys.modules); cr.ReLU().forward(np.ones((2, 2))); "
+            "print('numba' in sys.modules); "
+            "kernels.relu_backward(np.ones((2, 2)), np.ones((2, 2))); "
+            "print('numba' in sys.modules, kernels.backend())")
+    result = _run(code)
+    expected = "True numba" if HAS_NUMBA else "False numpy"
+    assert result.stdout.split("\n")[:3] == ["False", "False", expected], result.stderr
+
+
+def test_chainrule_kernels_numpy_forces_the_reference():
+    code = ("import sys, numpy as np, chainrule as cr; from chainrule.nn import kernels; "
+            "kernels.relu_backward(np.ones((2, 2)), np.ones((2, 2))); "
+            "print('numba' in sys.modules, kernels.backend())")
+    assert _run(code, CHAINRULE_KERNELS="numpy").stdout.strip() == "False numpy"
+    bad = _run(code, CHAINRULE_KERNELS="cuda")
+    assert "CHAINRULE_KERNELS must be 'numba' or 'numpy', got 'cuda'" in bad.stderr
