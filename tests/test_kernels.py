@@ -212,7 +212,7 @@ def test_numba_is_imported_on_the_first_kernel_call_only():
             "print('numba' in sys.modules); "
             "kernels.relu_backward(np.ones((2, 2)), np.ones((2, 2))); "
             "print('numba' in sys.modules, kernels.backend())")
-    result = _run(code)
+    result = _run(code, CHAINRULE_KERNELS="")  # the default: numba when installed
     expected = "True numba" if HAS_NUMBA else "False numpy"
     assert result.stdout.split("\n")[:3] == ["False", "False", expected], result.stderr
 
@@ -224,3 +224,19 @@ def test_chainrule_kernels_numpy_forces_the_reference():
     assert _run(code, CHAINRULE_KERNELS="numpy").stdout.strip() == "False numpy"
     bad = _run(code, CHAINRULE_KERNELS="cuda")
     assert "CHAINRULE_KERNELS must be 'numba' or 'numpy', got 'cuda'" in bad.stderr
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_step_divides_by_zero_like_numpy(dtype, monkeypatch):
+    """eps = 0 and a zero gradient: 0/0 is NaN in both, never a ZeroDivisionError."""
+    finals = []
+    for backend in ("numpy", "numba"):
+        _on(backend, monkeypatch)
+        param, grad = np.ones(5, dtype), np.array([0, 1, 0, -2, 0], dtype)
+        state = cr.Adam()._new_state(param)
+        with np.errstate(invalid="ignore"):
+            kernels.adam_step(param, grad, state, 0.01, (0.9, 0.999), 0.0, 0.0)
+        finals.append(param)
+    assert np.isnan(finals[0]).sum() == 3
+    np.testing.assert_array_equal(finals[1], finals[0])

@@ -342,10 +342,11 @@ def _compile() -> SimpleNamespace:
     layout, into numba's on-disk cache (later processes load it). ImportError without numba."""
     import numba
 
-    exact = numba.njit(cache=True, nogil=True)
+    # error_model="numpy": x / 0 is ±inf or NaN as in NumPy, not a ZeroDivisionError.
+    exact = numba.njit(cache=True, nogil=True, error_model="numpy")
     # Reassociating the row sums lets LLVM vectorise them; they then round like any
     # reordered sum (tested against the reference to float rounding).
-    summing = numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
+    summing = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
     return SimpleNamespace(
         relu_backward=exact(_relu_backward_loops),
         softmax_vjp=summing(_softmax_vjp_loops),
