@@ -192,7 +192,7 @@ def test_compiled_per_parameter_steps_equal_numpys_flat_path(make, dtype, rng, m
         _on(backend, monkeypatch)
         model, optimizer = cr.mlp(5, [7, 6], 3, seed=0, dtype=dtype), make()
         cr.fit(model, cr.SoftmaxCrossEntropy(), optimizer, X, y, epochs=3, batch_size=16,
-               seed=1, progress=False)
+               seed=1, verbose=0)
         assert (optimizer._flat is not None) == (backend == "numpy")
         models.append(model)
     eps = np.finfo(dtype).eps  # the loss's kernel rounds its sums differently: a few ulps

@@ -32,7 +32,7 @@ def backend(request, monkeypatch):
 
 def _train(model, optimizer, X, y, epochs=2):
     return cr.fit(model, cr.SoftmaxCrossEntropy(), optimizer, X, y, epochs=epochs,
-                  batch_size=16, seed=3, progress=False)
+                  batch_size=16, seed=3, verbose=0)
 
 
 @pytest.mark.parametrize("make", OPTIMIZERS)
@@ -99,6 +99,7 @@ def test_flat_and_per_parameter_paths_agree_after_a_dtype_change(make, rng, monk
         np.testing.assert_array_equal(models[1].params[key], value)
 
 
+@pytest.mark.filterwarnings("ignore:Stochastic Optimizer")  # max_iter=5 on purpose
 def test_pickled_classifier_keeps_learning_like_the_original(backend):
     """The reported case: iris, pickle round trip, 200 ``partial_fit`` calls (the copy was
     stuck at loss 0.94 while the original reached 0.17)."""
