@@ -150,3 +150,22 @@ class Propagates:
 
     def backpropagate(self, g):
         return g @ self.W.T
+
+
+class SoftmaxForwardNoKeepdims:
+    """The row sum of the forward without keepdims; the backward is right."""
+
+    def forward(self, z):
+        e = np.exp(z)
+        self.a = e / e.sum(axis=1)
+        return self.a
+
+    def backward(self, grad):
+        return self.a * (grad - (grad * self.a).sum(axis=1, keepdims=True))
+
+
+class DenseInputGradientTransposed(Dense):
+    def backward(self, dout):
+        self.dW = self.x.T @ dout
+        self.db = dout.sum(axis=0)
+        return self.W @ dout.T

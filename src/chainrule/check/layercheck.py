@@ -17,7 +17,7 @@ from chainrule.check.adapters import as_layer
 from chainrule.check.calls import UserCodeError
 from chainrule.check.contractions import parameter_contractions
 from chainrule.check.diagnosis import diagnose_gradient, diagnose_jacobian, identify_family, named
-from chainrule.check.numerical import as_float64, rowwise_jacobian
+from chainrule.check.numerical import as_float64, rowwise_jacobian, steps_for
 from chainrule.check.report import DEFAULT_ATOL, DEFAULT_RTOL, Diagnosis, Report, Row
 
 __all__ = ["check_layer", "claimed_jacobian", "layer_rows", "probe", "random_direction",
@@ -97,6 +97,22 @@ def _diagnose_input(layer: object, x: np.ndarray, y: np.ndarray, grad_out: np.nd
     return diagnose_jacobian(claimed, jacobian, x, y, len(x))
 
 
+def _jacobian_at_shape(forward: Callable[[np.ndarray], np.ndarray], x: np.ndarray, width: int,
+                       eps: float | None) -> np.ndarray:
+    """Per-row Jacobians ``(B, m, n)`` calling ``forward`` only at ``x``'s own shape: feature
+    ``j`` of every row moved at once, two calls per feature (for code that works at some
+    batch sizes only, where :func:`rowwise_jacobian`'s stacked calls fail)."""
+    jacobian = np.empty((len(x), width, x.shape[1]))
+    steps = steps_for(x, eps)
+    for j in range(x.shape[1]):
+        plus, minus = x.copy(), x.copy()
+        plus[:, j] += steps[:, j]
+        minus[:, j] -= steps[:, j]
+        change = as_float64("output", forward(plus)) - as_float64("output", forward(minus))
+        jacobian[:, :, j] = change / (plus[:, j] - minus[:, j])[:, None]
+    return jacobian
+
+
 def _gradient_or_problem(layer: object, name: str, label: str) -> tuple[np.ndarray | None, str]:
     """The stored gradient of ``name`` (float64), or None and why it is missing."""
     grads = layer.grads
@@ -120,12 +136,21 @@ def layer_rows(layer: object, x: np.ndarray, grad_out: np.ndarray, label: str,
     y = as_float64(f"{label} output", layer.forward(x))
     grad_in = as_float64(f"{label} backward", layer.backward(grad_out))
     stored = {name: _gradient_or_problem(layer, name, label) for name in layer.params}
-    jacobian = rowwise_jacobian(layer.forward, x, eps)
+    try:
+        jacobian = rowwise_jacobian(layer.forward, x, eps)
+    except UserCodeError:  # the stacked batch has a shape the code cannot take
+        jacobian = _jacobian_at_shape(layer.forward, x, y.shape[1], eps)
     jacobian_row = _returned_jacobian_row(layer, x, y, grad_in, jacobian, label, index, atol,
                                           rtol)
     if jacobian_row is None and grad_in.shape != x.shape:
-        raise ValueError(f"{label}: backward returned shape {grad_in.shape}, expected the "
-                         f"input's {x.shape}")
+        if grad_in.T.shape != x.shape:
+            raise ValueError(f"{label}: backward returned shape {grad_in.shape}, expected the "
+                             f"input's {x.shape}")
+        jacobian_row = Row(f"{label} input gradient", grad_in.T,
+                           np.einsum("bi,bij->bj", grad_out, jacobian), atol, rtol, index,
+                           problem=f"backward returned the input gradient transposed, "
+                                   f"{grad_in.shape} for an input {x.shape}",
+                           diagnosis=[named("transposed", "the whole input gradient")])
     direction = random_direction(rng, x.shape)
     rows = [jacobian_row or Row(
         f"{label} input gradient", grad_in, np.einsum("bi,bij->bj", grad_out, jacobian), atol,
@@ -207,11 +232,13 @@ def _at_batch(x: np.ndarray, size: int) -> np.ndarray:
     return x[np.arange(size) % len(x)]
 
 
-def _crash_row(label: str, size: int, error: UserCodeError) -> Row:
-    """A failed row for a batch size at which the user's code raised."""
+def _crash_row(label: str, size: int, error: Exception) -> Row:
+    """A failed row for a batch size at which the user's code raised (or returned something
+    that cannot be checked, a ValueError)."""
     cause = error.__cause__
-    problem = (f"{error.function} raised {type(cause).__name__}: {cause} — at {error.location}, "
-               f"called with shapes {error.shapes}")
+    problem = str(error) if not isinstance(error, UserCodeError) else (
+        f"{error.function} raised {type(cause).__name__}: {cause} — at {error.location}, "
+        f"called with shapes {error.shapes}")
     return Row(f"{label} at B={size}", np.empty(0), np.empty(0), problem=problem)
 
 
@@ -228,7 +255,10 @@ def _one_shape(layer: object, x: np.ndarray, grad_out: np.ndarray | None, label:
     return rows
 
 
-def _keepdims_suspect(outcomes: dict[int, list[Row] | UserCodeError], widths: set[int]) -> set:
+Outcome = list[Row] | Exception  # the rows at one batch size, or why there are none
+
+
+def _keepdims_suspect(outcomes: dict[int, Outcome], widths: set[int]) -> set:
     """Batch sizes whose failure looks like a row reduction without keepdims: fine at B = 1,
     crashing on broadcasting elsewhere or wrong where B equals a feature width."""
     one = outcomes.get(1)
@@ -236,8 +266,8 @@ def _keepdims_suspect(outcomes: dict[int, list[Row] | UserCodeError], widths: se
         return set()
     suspects = set()
     for size, outcome in outcomes.items():
-        if isinstance(outcome, UserCodeError):
-            if "broadcast" in str(outcome.__cause__):
+        if isinstance(outcome, Exception):
+            if "broadcast" in str(outcome.__cause__) or size in widths:
                 suspects.add(size)
         elif size in widths and not all(row.passed for row in outcome):
             suspects.add(size)
@@ -278,18 +308,24 @@ def check_layer(layer: object, x: np.ndarray, grad_out: np.ndarray | None = None
     if grad_out is not None and layout == "columns":
         grad_out = np.asarray(grad_out).T
     label = wrapped.label
-    n_out = np.shape(copy.deepcopy(wrapped).forward(rows_x[:1]))[1]
+    try:
+        n_out = np.shape(copy.deepcopy(wrapped).forward(rows_x[:1]))[-1]
+    except UserCodeError:  # fails at B = 1: the rows at other batch sizes will say how
+        n_out = np.shape(copy.deepcopy(wrapped).forward(rows_x))[-1]
+    if grad_out is not None:  # a wrong grad_out is the caller's error, at once
+        grad_out = _upstream(grad_out, (len(rows_x), n_out), np.random.default_rng(seed))
     sizes = list(batch_sizes) if batch_sizes is not None else (
         [len(rows_x)] if per_sample else _batch_sizes(len(rows_x), rows_x.shape[1], n_out))
-    outcomes: dict[int, list[Row] | UserCodeError] = {}
+    outcomes: dict[int, Outcome] = {}
     for position, size in enumerate(sizes):
         try:
             outcomes[size] = _one_shape(wrapped, _at_batch(rows_x, size),
                                         grad_out if position == 0 else None, label, sample,
                                         seed + position, atol, rtol, eps)
-        except UserCodeError as error:
+        except (UserCodeError, ValueError) as error:
             outcomes[size] = error
-    if all(isinstance(outcome, UserCodeError) for outcome in outcomes.values()):
+    if isinstance(outcomes[sizes[0]], Exception) and all(
+            isinstance(outcome, Exception) for outcome in outcomes.values()):
         raise outcomes[sizes[0]]
     rows, notes = _combine(outcomes, sizes, label, _keepdims_suspect(
         outcomes, {rows_x.shape[1], n_out}))
@@ -302,17 +338,17 @@ def check_layer(layer: object, x: np.ndarray, grad_out: np.ndarray | None = None
                   cause=failed[0].name if failed else None, notes=notes)
 
 
-def _combine(outcomes: dict[int, list[Row] | UserCodeError], sizes: list[int], label: str,
+def _combine(outcomes: dict[int, Outcome], sizes: list[int], label: str,
              suspects: set[int]) -> tuple[list[Row], list[str]]:
     """The main batch size's rows, then the failures seen only at other batch sizes."""
     main = outcomes[sizes[0]]
     rows: list[Row] = []
-    main_failed = isinstance(main, UserCodeError) or not all(row.passed for row in main)
+    main_failed = isinstance(main, Exception) or not all(row.passed for row in main)
     for size in sizes:
         outcome = outcomes[size]
-        if isinstance(outcome, UserCodeError):
+        if isinstance(outcome, Exception):
             found = [_crash_row(label, size, outcome)]
-        elif size == sizes[0] or isinstance(main, UserCodeError):
+        elif size == sizes[0] or isinstance(main, Exception):
             found = outcome if size == sizes[0] else [
                 Row(f"{row.name} at B={size}", row.analytic, row.numeric, row.atol, row.rtol,
                     row.layer, row.positions, row.diagnosis, row.probe, row.problem)

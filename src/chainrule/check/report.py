@@ -226,14 +226,17 @@ class Report:
         return line
 
     def __str__(self) -> str:
-        header = f"{'check':<44} {'entries':>7} {'max abs err':>11} {'max rel err':>11}  status"
+        width = min(64, max([44, *(len(row.name) for row in self.rows)]))
+        header = (f"{'check':<{width}} {'entries':>7} {'max abs err':>11} {'max rel err':>11}"
+                  "  status")
         lines = [self.title, header, "-" * len(header)]
         for row in self.rows:
             status = "ok" if row.passed else "FAIL"
             if row.problem is not None and row.analytic.size == 0:  # nothing was compared
-                lines.append(f"{row.name[:44]:<44} {'-':>7} {'-':>11} {'-':>11}  {status}")
+                lines.append(f"{row.name[:width]:<{width}} {'-':>7} {'-':>11} {'-':>11}  {status}")
                 continue
-            lines.append(f"{row.name[:44]:<44} {row.analytic.size:>7} {row.max_abs_error:>11.2e}"
+            lines.append(f"{row.name[:width]:<{width}} {row.analytic.size:>7} "
+                         f"{row.max_abs_error:>11.2e}"
                          f" {row.max_rel_error:>11.2e}  {status}")
         lines += [*self.notes, _FORMULA.format(rtol=self._rtol, atol=self._atol)]
         lines += [f"{row.name}: {row.problem}" for row in self.rows if row.problem is not None]
