@@ -7,6 +7,7 @@ AttributeError, TypeError or NumPy error from inside chainrule.
 from __future__ import annotations
 
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,3 +189,13 @@ def test_replaced_method_on_a_builtin_layer_is_checked_in_both_gradcheck_paths()
     for a, b in zip(plain.rows, fast.rows, strict=True):
         np.testing.assert_array_equal(a.analytic, b.analytic)
         np.testing.assert_array_equal(a.numeric, b.numeric)
+
+
+def test_readme_check_your_own_code_output_is_real():
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Check your own code")[1]
+    code = section.split("```python\n")[1].split("```")[0]
+    pasted = section.split("```text\n")[1].split("```")[0]
+    namespace: dict = {}
+    exec(compile(code.replace("print(", "result = ("), "README", "exec"), namespace)
+    assert str(namespace["result"]) + "\n" == pasted

@@ -23,12 +23,14 @@ __all__ = ["assert_functions_correct", "assert_jacobian_correct", "assert_layer_
 
 
 def _require(report: Report) -> None:
+    __tracebackhide__ = True  # pytest shows the caller's line, then the report
     if not report.passed:
         raise AssertionError("\n" + str(report))
 
 
 def assert_layer_correct(layer: object, x: np.ndarray, **options: object) -> None:
     """``check_layer(layer, x, **options)`` must pass (any layer convention; see there)."""
+    __tracebackhide__ = True
     _require(check_layer(layer, x, **options))
 
 
@@ -37,10 +39,12 @@ def assert_jacobian_correct(f: Callable[[np.ndarray], np.ndarray],
                             **options: object) -> None:
     """``check_jacobian(f, jacobian_fn, x, **options)`` must pass (``elementwise=True`` for
     an element-wise derivative)."""
+    __tracebackhide__ = True
     _require(check_jacobian(f, jacobian_fn, x, **options))
 
 
 def assert_functions_correct(forward_fn: Callable, backward_fn: Callable, *inputs: np.ndarray,
                              **options: object) -> None:
     """``check_functions(forward_fn, backward_fn, *inputs, **options)`` must pass."""
+    __tracebackhide__ = True
     _require(check_functions(forward_fn, backward_fn, *inputs, **options))

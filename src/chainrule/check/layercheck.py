@@ -334,7 +334,8 @@ def check_layer(layer: object, x: np.ndarray, grad_out: np.ndarray | None = None
             if row.analytic.ndim == 2 and row.name.endswith("input gradient"):
                 row.analytic, row.numeric = row.analytic.T, row.numeric.T
     failed = [row for row in rows if not row.passed]
-    return Report(f"check_layer: {layer!r} at x {x.shape}", rows,
+    shown = repr(layer) if type(layer).__repr__ is not object.__repr__ else label
+    return Report(f"check_layer: {shown} at x {x.shape}", rows,
                   cause=failed[0].name if failed else None, notes=notes)
 
 
