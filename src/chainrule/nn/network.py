@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +14,7 @@ from chainrule.nn.errors import at_layer
 from chainrule.nn.functional import softmax
 from chainrule.nn.layers import Dense, Layer, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from chainrule.nn.preprocessing import PreparedInputs, Scaler
+from chainrule.nn.summary import model_html, model_repr, model_summary
 
 if TYPE_CHECKING:
     import torch
@@ -58,8 +59,15 @@ class Sequential:
         return self.forward(x)
 
     def __repr__(self) -> str:
-        inner = ",\n".join(f"  {layer!r}" for layer in self.layers)
-        return f"Sequential([\n{inner}\n])"
+        return model_repr(self)
+
+    def _repr_html_(self) -> str:
+        return model_html(self)
+
+    def summary(self, print_fn: Callable[[str], object] = print) -> None:
+        """Print the layers with output shapes and parameter counts, then the parameter
+        total, dtype, recorded scaling and classes (as Keras's ``model.summary()``)."""
+        print_fn(model_summary(self))
 
     def __len__(self) -> int:
         return len(self.layers)

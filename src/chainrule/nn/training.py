@@ -15,11 +15,12 @@ from chainrule.nn.network import Sequential
 from chainrule.nn.optimizers import Optimizer
 from chainrule.nn.preprocessing import SCALINGS, Scaler
 from chainrule.nn.progress import EpochReport, resolve_verbose
+from chainrule.nn.summary import history_html, history_repr
 
 __all__ = ["History", "class_indices", "encode_labels", "evaluate", "fit"]
 
 
-@dataclass
+@dataclass(repr=False)
 class History:
     """Per-epoch metrics in Keras' layout: ``history.history["val_loss"]`` or ``history.val_loss``.
 
@@ -37,6 +38,12 @@ class History:
     stopped_early: bool = False
     seconds: float = 0.0
     note: str = ""
+
+    def __repr__(self) -> str:
+        return history_repr(self)
+
+    def _repr_html_(self) -> str:
+        return history_html(self)
 
     def __getattr__(self, name: str) -> list[float]:
         history = self.__dict__.get("history", {})
