@@ -186,7 +186,7 @@ def test_underflow_shows_why_the_shortcut_exists(gap: float) -> None:
 
 
 @pytest.mark.parametrize(("logits", "target", "message"), [
-    ([[1.0, 2.0]], 0, "vector of at least 2 classes"),
+    ([[[1.0, 2.0]]], 0, "vector of at least 2 classes"),  # (B, C) is a batch (issue 13)
     ([1.0], 0, "vector of at least 2 classes"),
     ([1.0, float("nan")], 0, "finite; entry 1"),
     ([1.0, 2.0], 2, "out of range for 2 classes"),

@@ -26,10 +26,14 @@ def explain_softmax_cross_entropy(
     target: int | np.typing.ArrayLike,
     precision: int = 6,
     max_full: int = 10,
-) -> Derivation:
+    row: int | None = None,
+) -> Derivation | list[Derivation]:
     """∂E/∂Z for ``A = softmax(Z)``, ``E = -Σ T ln A``, through the Jacobian and by the shortcut.
 
-    ``logits`` Z: ``(C,)``; ``target``: a class index or a probability vector T ``(C,)``.
+    ``logits`` Z: ``(C,)``, or a batch ``(B, C)``; ``target``: a class index or a probability
+    vector T ``(C,)`` (for every row of a batch), or per row: labels ``(B,)`` (integers) or
+    T ``(B, C)``. A batch gives one ``Derivation`` per row (a list; one row: that row's
+    ``Derivation``), or row ``row`` alone.
     Steps (keys): ``Z``, ``T``, ``A``, ``E``, ``dE/dA`` = -T/A, ``J`` = diag(A) - A Aᵀ (from
     A, not Z), ``dE/dZ`` = Jᵀ ∂E/∂A, ``A-T``, ``numerical`` (central differences) and the
     checks ``chain=shortcut`` and ``chain=numerical``.
@@ -37,10 +41,49 @@ def explain_softmax_cross_entropy(
     >>> d = explain_softmax_cross_entropy([1.75, 1.75], 1)
     >>> d["dE/dA"].value, d["dE/dZ"].value
     (array([ 0., -2.]), array([ 0.5, -0.5]))
+    >>> [d["A-T"].value for d in explain_softmax_cross_entropy([[2.0, 0.0], [0.0, 0.0]], [0, 1])]
+    [array([-0.11920292,  0.11920292]), array([ 0.5, -0.5])]
     """
     z = np.asarray(logits, dtype=np.float64)
+    if z.ndim == 2:
+        targets = _row_targets(target, z.shape)
+        if row is not None and not -len(z) <= row < len(z):
+            raise ValueError(f"row {row} is out of range for {len(z)} rows of logits")
+        rows = range(len(z)) if row is None else [row % len(z)]
+        derivations = [_explain_row(z[index], targets[index], precision, max_full,
+                                    f", row {index} of {len(z)}" if len(z) > 1 else "")
+                       for index in rows]
+        return derivations[0] if len(derivations) == 1 else derivations
+    if row is not None:
+        raise ValueError(f"row goes with a batch of logits (B, C), got shape {z.shape}")
+    return _explain_row(z, target, precision, max_full, "")
+
+
+def _row_targets(target: int | np.typing.ArrayLike, shape: tuple[int, int]) -> list:
+    """One target per row of logits ``(B, C)``: an index or a vector ``(C,)`` each."""
+    n_rows = shape[0]
+    t = np.asarray(target)
+    if t.ndim == 0:
+        return [target] * n_rows
+    if t.ndim == 1 and np.issubdtype(t.dtype, np.integer):
+        if len(t) != n_rows:
+            raise ValueError(f"{len(t)} labels for {n_rows} rows of logits; give one per row "
+                             "(or one class index for all)")
+        return [int(label) for label in t]
+    if t.ndim == 1:
+        return [t] * n_rows
+    if t.shape != shape:
+        raise ValueError(f"targets of shape {t.shape} for logits of shape {shape}; give one "
+                         "row of probabilities per row of logits")
+    return list(t)
+
+
+def _explain_row(z: np.ndarray, target: int | np.typing.ArrayLike, precision: int,
+                 max_full: int, where: str) -> Derivation:
+    """``explain_softmax_cross_entropy`` of one vector of logits; ``where`` ends the title."""
     if z.ndim != 1 or len(z) < 2:
-        raise ValueError(f"logits must be a vector of at least 2 classes, got shape {z.shape}")
+        raise ValueError(f"logits must be a vector of at least 2 classes (C,) or a batch of "
+                         f"them (B, C), got shape {z.shape}")
     if not np.all(np.isfinite(z)):
         raise ValueError(f"logits must be finite; entry {int(np.flatnonzero(~np.isfinite(z))[0])}"
                          f" is {z[~np.isfinite(z)][0]}")
@@ -63,8 +106,10 @@ def explain_softmax_cross_entropy(
     if n <= max_full:
         wrong = softmax_jacobian(z)
         show = Derivation("", precision=precision).format_value
+        with np.errstate(over="ignore", invalid="ignore"):  # huge logits: inf is the answer
+            wrong_gradient = wrong.T @ dloss_da
         pitfall = (f"\ncommon slip: the same formula at Z gives {show(wrong)},"
-                   f"\nand then ∂E/∂Z = {show(wrong.T @ dloss_da)}, not A - T")
+                   f"\nand then ∂E/∂Z = {show(wrong_gradient)}, not A - T")
     underflow = bool(np.any((a < np.finfo(a.dtype).tiny) & (t > 0)))
     steps = [
         Step("Z", "logits", "Z", "Z", z),
@@ -99,7 +144,7 @@ def explain_softmax_cross_entropy(
              passed=numerical_error <= 1e-6 * (1 + float(np.max(np.abs(z))))),
     ]
     return Derivation(f"Softmax + cross-entropy, step by step: C = {n} classes, "
-                      f"target {described}", steps, precision, max_full)
+                      f"target {described}{where}", steps, precision, max_full)
 
 
 def _target_vector(target: int | np.typing.ArrayLike, n_classes: int) -> tuple[np.ndarray,

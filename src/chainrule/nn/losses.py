@@ -276,7 +276,8 @@ class CrossEntropy(_ClassificationLoss):
         if not norm:
             self._grad = np.zeros_like(probs)
             return 0.0
-        self._grad = (-effective / floored / norm).astype(probs.dtype)
+        # 0 - x rather than -x: where T = 0 the gradient is 0, not -0 (printed as "-0.").
+        self._grad = (0.0 - effective / floored / norm).astype(probs.dtype)
         return float(-np.sum(effective * np.log(floored)) / norm)
 
 
@@ -297,7 +298,7 @@ class NLLLoss(_ClassificationLoss):
         if not norm:
             self._grad = np.zeros_like(log_probs)
             return 0.0
-        self._grad = (-effective / norm).astype(log_probs.dtype)
+        self._grad = (0.0 - effective / norm).astype(log_probs.dtype)  # 0, not -0, where T = 0
         return -self._weighted_log_sum(effective, log_probs) / norm
 
 
