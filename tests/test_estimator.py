@@ -6,6 +6,7 @@ scikit-learn's own MLP test file run against these estimators: test_sklearn_mlp_
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -305,3 +306,21 @@ def test_one_class_is_learnt_as_in_scikit_learn():
         clf.fit(np.eye(3), ["only"] * 3)
     assert_array_equal(clf.classes_, ["only"])
     assert_array_equal(clf.predict(np.eye(3)), ["only"] * 3)
+
+
+def test_progress_draws_a_bar_over_the_epochs_on_a_terminal(iris, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    X_train, _, y_train, _ = iris
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    with pytest.warns(ConvergenceWarning):
+        MLPClassifier((4,), max_iter=3, progress=True, random_state=0).fit(X_train, y_train)
+    assert "0/3 [" in terminal.getvalue() and "epoch/s" in terminal.getvalue()
+    quiet = Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    with pytest.warns(ConvergenceWarning):
+        MLPClassifier((4,), max_iter=3, random_state=0).fit(X_train, y_train)
+    assert quiet.getvalue() == ""

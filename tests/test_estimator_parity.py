@@ -247,3 +247,20 @@ def test_model_is_a_sequential_giving_the_same_probabilities():
     report = cr.gradcheck(model, cr.SoftmaxCrossEntropy(), X_IRIS[:5],
                           np.array([0, 1, 0, 1, 1]))
     assert report.passed
+
+
+def test_a_warm_fit_that_never_beats_the_best_returns_the_best_weights():
+    # Setosa against the rest: the first fit reaches validation accuracy 1.0, which no later
+    # epoch can beat, so the warm fit must end on exactly the weights the first one kept.
+    y = Y_IRIS == 0
+    clf = cr.MLPClassifier((8,), learning_rate_init=0.01, max_iter=40, early_stopping=True,
+                           warm_start=True, random_state=0)
+    _fit_quietly(clf, X_IRIS, y)
+    assert clf.best_validation_score_ == 1.0
+    kept = [array.copy() for array in clf.coefs_ + clf.intercepts_]
+    epochs_before = len(clf.validation_scores_)
+    clf.set_params(max_iter=20)
+    _fit_quietly(clf, X_IRIS, y)
+    assert len(clf.validation_scores_) > epochs_before  # it did train on
+    for now, before in zip(clf.coefs_ + clf.intercepts_, kept, strict=True):
+        assert_array_equal(now, before)

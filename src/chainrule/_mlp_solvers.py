@@ -163,7 +163,7 @@ def fit_stochastic(estimator: BaseMLP, network: Network, X, Y: np.ndarray,
                           "and the optimization hasn't converged yet.", ConvergenceWarning,
                           stacklevel=4)
     if validation is not None:
-        est.coefs_, est.intercepts_ = est._best_coefs, est._best_intercepts
+        _restore_best(est)
 
 
 def _batch_loss(est: BaseMLP, network: Network, X, Y: np.ndarray,
@@ -184,11 +184,18 @@ def _diverged(est: BaseMLP, validation: tuple | None, where: str, loss: float) -
     est.loss_curve_.append(est.loss_)
     if validation is not None:
         est.validation_scores_.append(float("nan"))
-        est.coefs_, est.intercepts_ = est._best_coefs, est._best_intercepts
+        _restore_best(est)
         return
     raise ValueError("Solver produced non-finite parameter weights. The input data may contain "
                      f"large values and need to be preprocessed. (The loss became {loss} at "
                      f"{where}; training stopped there.)")
+
+
+def _restore_best(est: BaseMLP) -> None:
+    """Copies of the best epoch's weights become ``coefs_`` / ``intercepts_`` (copies: a later
+    warm-started fit trains them in place and must not alter the record of the best)."""
+    est.coefs_ = [coef.copy() for coef in est._best_coefs]
+    est.intercepts_ = [bias.copy() for bias in est._best_intercepts]
 
 
 def _update_no_improvement_count(est: BaseMLP, validation: tuple | None) -> None:
