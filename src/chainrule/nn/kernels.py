@@ -101,17 +101,21 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray,
     compiled = _compiled()
     if compiled is None or logits.dtype not in _FLOATS:
         return _softmax_cross_entropy_numpy(logits, labels, norm)
-    # Shift by the row max (numba), exponentiate (NumPy's vectorised exp: numba's is a scalar
-    # libm call per entry), then normalise and subtract the one-hot (numba).
-    probs = np.empty(logits.shape, dtype=logits.dtype)
-    picked = np.empty(len(logits), dtype=logits.dtype)
-    labels = labels.astype(np.intp, copy=False)  # one compiled version for every label dtype
-    if not compiled.shift_by_row_max(logits, labels, probs, picked):
-        return None
-    np.exp(probs, out=probs)
-    scalar = logits.dtype.type
-    compiled.normalise_minus_onehot(probs, labels, picked, scalar(norm), scalar(1 / norm))
-    return picked, probs
+    # The reference's unshifted case in three passes: a bound check (numba), the exponential
+    # (NumPy's vectorised exp: numba's is a scalar libm call per entry), then the row sums,
+    # log-probabilities, normalising and the one-hot (numba). Large or very negative logits,
+    # NaN and ±inf go to the reference, which shifts by the row max (a reduction LLVM does
+    # not vectorise in numba) and reports the rows it cannot handle.
+    largest_logit, smallest_sum = _exp_limits(logits.dtype, logits.shape[1])
+    if compiled.all_at_most(logits, logits.dtype.type(largest_logit)):
+        probs = np.exp(logits)
+        picked = np.empty(len(logits), dtype=logits.dtype)
+        scalar = logits.dtype.type
+        if compiled.normalise_minus_onehot(logits, labels.astype(np.intp, copy=False), probs,
+                                           picked, scalar(norm), scalar(1 / norm),
+                                           scalar(smallest_sum)):
+            return picked, probs
+    return _softmax_cross_entropy_numpy(logits, labels, norm)
 
 
 def _softmax_cross_entropy_numpy(logits: np.ndarray, labels: np.ndarray,
@@ -149,34 +153,34 @@ def _softmax_cross_entropy_numpy(logits: np.ndarray, labels: np.ndarray,
     return picked, probs
 
 
-def _shift_by_row_max_loops(logits, labels, shifted, picked):
-    """``shifted = z - max z`` per row, ``picked = shifted[b, y_b]``; False at a row whose max
-    is not finite."""
+def _all_at_most_loops(logits, bound):
+    """Whether every entry is ``<= bound`` (False for NaN)."""
     for row in range(logits.shape[0]):
-        row_max = logits[row, 0]
-        for col in range(1, logits.shape[1]):
-            row_max = max(row_max, logits[row, col])
-        if not np.isfinite(row_max):  # max() skips a NaN after the first entry: recheck
-            return False
+        above = 0
         for col in range(logits.shape[1]):
-            shifted[row, col] = logits[row, col] - row_max
-            if shifted[row, col] != shifted[row, col]:
-                return False
-        picked[row] = shifted[row, labels[row]]
+            if not logits[row, col] <= bound:
+                above += 1
+        if above:
+            return False
     return True
 
 
-def _normalise_minus_onehot_loops(exps, labels, picked, norm, inverse_norm):
-    """``exps ← exps / (Σ_row exps · norm)``, minus ``1/norm`` at the label; ``picked -= log Σ``."""
+def _normalise_minus_onehot_loops(logits, labels, exps, picked, norm, inverse_norm,
+                                  smallest_sum):
+    """Per row: ``s = Σ exps`` (False if below ``smallest_sum``), ``picked = z_y - log s``,
+    ``exps ← exps / (s · norm)`` minus ``1/norm`` at the label."""
     for row in range(exps.shape[0]):
         total = exps.dtype.type(0)
         for col in range(exps.shape[1]):
             total += exps[row, col]
-        picked[row] -= np.log(total)
+        if not total >= smallest_sum:
+            return False
+        picked[row] = logits[row, labels[row]] - np.log(total)
         scale = total * norm
         for col in range(exps.shape[1]):
             exps[row, col] /= scale
         exps[row, labels[row]] -= inverse_norm
+    return True
 
 
 # --- optimizer steps, one parameter in place -------------------------------------------------
@@ -350,7 +354,7 @@ def _compile() -> SimpleNamespace:
     return SimpleNamespace(
         relu_backward=exact(_relu_backward_loops),
         softmax_vjp=summing(_softmax_vjp_loops),
-        shift_by_row_max=exact(_shift_by_row_max_loops),
+        all_at_most=exact(_all_at_most_loops),
         normalise_minus_onehot=summing(_normalise_minus_onehot_loops),
         sgd_step=exact(_sgd_step_loops),
         adam_step=exact(_adam_step_loops),
