@@ -264,3 +264,12 @@ def test_a_warm_fit_that_never_beats_the_best_returns_the_best_weights():
     assert len(clf.validation_scores_) > epochs_before  # it did train on
     for now, before in zip(clf.coefs_ + clf.intercepts_, kept, strict=True):
         assert_array_equal(now, before)
+
+
+def test_random_state_none_leaves_numpys_global_state_alone():
+    np.random.seed(0)  # noqa: NPY002 (the legacy global state is what this test watches)
+    expected_next = np.random.RandomState(0).random_sample()
+    first = _fit_quietly(cr.MLPClassifier((4,), max_iter=2), X_IRIS, Y_IRIS)
+    second = _fit_quietly(cr.MLPClassifier((4,), max_iter=2), X_IRIS, Y_IRIS)
+    assert np.random.random_sample() == expected_next  # noqa: NPY002 (nothing drawn from it)
+    assert not np.array_equal(first.coefs_[0], second.coefs_[0])  # fresh entropy each fit

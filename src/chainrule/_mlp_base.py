@@ -11,7 +11,6 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.model_selection import train_test_split
-from sklearn.utils import check_random_state
 
 from chainrule._mlp_solvers import fit_lbfgs, fit_stochastic
 from chainrule.nn.canonical_losses import (
@@ -120,7 +119,7 @@ class BaseMLP(BaseEstimator):
         if is_sparse(X):
             X = X.tocsr()
         sample_weight = self._check_sample_weight(sample_weight, X.shape[0])
-        self._random_state = check_random_state(self.random_state)
+        self._random_state = self._new_random_state()
         if first_pass:
             self.scaler_ = None
             if self.scaling is not None:
@@ -339,6 +338,14 @@ class BaseMLP(BaseEstimator):
             raise ValueError(f"{name}: random_state must be an int, None or a "
                              f"numpy.random.RandomState, got {self.random_state!r}")
         self._dtype()
+
+    def _new_random_state(self) -> np.random.RandomState:
+        """The stream for initialisation, splitting and shuffling: ``random_state`` itself
+        when it is a ``RandomState`` (advanced, as scikit-learn does), seeded by an int, or
+        seeded from fresh OS entropy for None (never NumPy's global state)."""
+        if isinstance(self.random_state, np.random.RandomState):
+            return self.random_state
+        return np.random.RandomState(self.random_state)
 
     def _hidden_sizes(self) -> tuple:
         sizes = self.hidden_layer_sizes
