@@ -11,6 +11,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.model_selection import train_test_split
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from chainrule._mlp_solvers import fit_lbfgs, fit_stochastic
 from chainrule.nn.canonical_losses import (
@@ -20,6 +21,7 @@ from chainrule.nn.canonical_losses import (
     SigmoidLogLoss,
     SoftmaxLogLoss,
 )
+from chainrule.nn.errors import NonFiniteError
 from chainrule.nn.layers import Dense, Layer, ReLU, Sigmoid, Tanh
 from chainrule.nn.network import Sequential
 from chainrule.nn.preprocessing import SCALINGS, Scaler
@@ -265,13 +267,20 @@ class BaseMLP(BaseEstimator):
         with np.errstate(over="ignore", invalid="ignore"):
             return network.sequential.forward(X)
 
+    def _validation_output(self, X) -> np.ndarray | None:
+        """Raw outputs on the held-out rows, or None when they are not finite (the training
+        diverged: scikit-learn scores that epoch NaN)."""
+        try:
+            z = self._raw_output(X)
+        except NonFiniteError:  # a hidden layer overflowed
+            return None
+        return z if np.all(np.isfinite(z)) else None
+
     def _output(self, z: np.ndarray) -> np.ndarray:
         """The output function ``h(z)`` of ``out_activation_`` (softmax, σ, identity, exp)."""
         return OUTPUT_LOSSES[self.out_activation_]().output(z)
 
     def _check_input(self, X):
-        from sklearn.utils.validation import check_is_fitted, validate_data
-
         check_is_fitted(self)
         return validate_data(self, X, accept_sparse=["csr", "csc"],
                              dtype=(np.float64, np.float32), reset=False)
@@ -281,8 +290,6 @@ class BaseMLP(BaseEstimator):
         """The trained network as a chainrule ``Sequential`` on raw inputs (the ``scaling``
         recorded as its ``preprocessing``), raw outputs ``z``; its ``Dense`` layers share the
         arrays of ``coefs_`` / ``intercepts_``. Save it, export it, check it."""
-        from sklearn.utils.validation import check_is_fitted
-
         check_is_fitted(self)
         network = self._network().sequential
         network.preprocessing = getattr(self, "scaler_", None)

@@ -170,8 +170,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     def _validation_score(self, X, Y: np.ndarray, sample_weight: np.ndarray | None) -> float:
         """Accuracy (subset accuracy for multilabel) of the current weights; NaN when the
         outputs are not finite."""
-        z = self._raw_output(X)
-        if not np.all(np.isfinite(z)):
+        z = self._validation_output(X)
+        if z is None:
             return float("nan")
         if self.out_activation_ == "softmax":
             correct = np.argmax(z, axis=1) == np.argmax(Y, axis=1)
@@ -319,8 +319,9 @@ class MLPRegressor(RegressorMixin, BaseMLP):
 
     def _validation_score(self, X, Y: np.ndarray, sample_weight: np.ndarray | None) -> float:
         """R² of the current weights; NaN when the predictions are not finite."""
-        prediction = self._output(self._raw_output(X))
-        if not np.all(np.isfinite(prediction)):
+        z = self._validation_output(X)
+        prediction = None if z is None else self._output(z)
+        if prediction is None or not np.all(np.isfinite(prediction)):
             return float("nan")
         return float(r2_score(Y, prediction, sample_weight=sample_weight))
 
