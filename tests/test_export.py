@@ -124,9 +124,10 @@ def test_to_torch_with_preprocessing_takes_raw_inputs() -> None:
         scaling="standard")
     module = model.to_torch(include_preprocessing=True)
     assert not module[0].weight.requires_grad
-    probabilities = torch.softmax(module(torch.tensor(X)), dim=1).detach().numpy()
+    # Raw inputs to probabilities, as the ONNX graph (issue 13: it gave logits before).
+    probabilities = module(torch.tensor(X)).detach().numpy()
     np.testing.assert_allclose(probabilities, model.predict_proba(X), rtol=1e-12, atol=1e-14)
-    assert len(model.to_torch()) == len(module) - 1
+    assert len(model.to_torch()) == len(module) - 2
 
 
 def test_to_torch_without_torch_says_how_to_install(monkeypatch) -> None:

@@ -212,7 +212,7 @@ def _add_export(subparsers: argparse._SubParsersAction) -> None:
         "export", help="export a saved model to ONNX",
         description=f"Write an ONNX graph (opset {export.ONNX_OPSET}) from raw inputs 'input' "
                     "to class 'probabilities', the recorded scaling included, for onnxruntime "
-                    "and other engines. Needs: pip install onnx.")
+                    "and other engines. Needs: pip install \"chainrule[onnx]\".")
     parser.add_argument("model", metavar="MODEL", help="model file written by train --out")
     parser.add_argument("--onnx", required=True, metavar="FILE.onnx", help="where to write")
     parser.add_argument("--dtype", choices=["float32", "float64"], default=None,

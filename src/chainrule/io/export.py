@@ -1,13 +1,15 @@
 """Export for when users outgrow chainrule: PyTorch modules and ONNX graphs.
 
-Both are optional extras, imported only when called: ``pip install torch`` for
-``to_torch``, ``pip install onnx`` for ``to_onnx`` (``onnxruntime`` runs the result).
+Both are optional extras, imported only when called: ``pip install torch==2.13.0`` (the
+version chainrule is tested against) for ``to_torch``, ``pip install "chainrule[onnx]"`` (onnx and
+onnxruntime) for ``to_onnx``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,10 +35,16 @@ def to_torch(model: Sequential, include_preprocessing: bool = False) -> torch.nn
     """An equivalent ``torch.nn.Sequential`` with copies of the weights, in the model's dtype.
 
     ``Dense`` (``y = x @ W + b``, ``W`` ``(n_in, n_out)``) becomes ``nn.Linear`` with
-    ``weight = Wᵀ`` ``(n_out, n_in)``; ``Softmax``/``LogSoftmax`` act on ``dim=1``. Like
-    ``model.forward`` it takes prepared inputs; ``include_preprocessing=True`` prepends the
-    recorded scaling ``(x - offset) / scale`` as a frozen diagonal ``nn.Linear`` (weight
-    ``diag(1/scale)``, bias ``-offset/scale``), so it takes raw inputs like ``predict``.
+    ``weight = Wᵀ`` ``(n_out, n_in)``; ``Softmax``/``LogSoftmax`` act on ``dim=1``. Modules
+    are named by layer index as in chainrule (``"0.weight"`` is ``"0.W"`` transposed).
+
+    ``include_preprocessing=False``: the layers only, like ``model.forward`` — prepared inputs
+    in, the last layer's output (logits for an ``mlp``) out, to fine-tune. ``True``: what
+    ``predict_proba`` and the ONNX graph do — RAW inputs in, PROBABILITIES out: a frozen
+    ``"scaling"`` module first (``(x - offset) / scale`` as a diagonal ``nn.Linear``, weight
+    ``diag(1/scale)``, bias ``-offset/scale``; absent without a recorded scaling) and a
+    ``"probabilities"`` ``nn.Softmax(dim=1)`` last on logits (a ``LogSoftmax`` last layer
+    becomes ``nn.Softmax``, whose output is its ``exp``; after ``Softmax`` nothing is added).
 
     >>> from chainrule import mlp
     >>> to_torch(mlp(4, [8], 3, seed=0))  # doctest: +SKIP
@@ -49,9 +57,9 @@ def to_torch(model: Sequential, include_preprocessing: bool = False) -> torch.nn
     try:
         import torch
     except ImportError as error:
-        raise ImportError("to_torch needs PyTorch: pip install torch") from error
+        raise ImportError("to_torch needs PyTorch: pip install torch==2.13.0 (the version "
+                          "chainrule is tested against)") from error
     dtype = getattr(torch, np.dtype(model.dtype).name)
-    modules: list[torch.nn.Module] = []
     scaler = model.preprocessing
     if include_preprocessing and scaler is not None:
         scaling = torch.nn.Linear(len(scaler.offset), len(scaler.offset), dtype=dtype)
@@ -59,7 +67,9 @@ def to_torch(model: Sequential, include_preprocessing: bool = False) -> torch.nn
             scaling.weight.copy_(torch.diag(torch.from_numpy(1 / scaler.scale)))
             scaling.bias.copy_(torch.from_numpy(-scaler.offset / scaler.scale))
         scaling.requires_grad_(False)
-        modules.append(scaling)
+        named: list[tuple[str, torch.nn.Module]] = [("scaling", scaling)]
+    else:
+        named = []
     for index, layer in enumerate(model.layers):
         if type(layer) is Dense:
             n_in, n_out = layer.params["W"].shape
@@ -67,14 +77,20 @@ def to_torch(model: Sequential, include_preprocessing: bool = False) -> torch.nn
             with torch.no_grad():
                 linear.weight.copy_(torch.from_numpy(layer.params["W"].T.copy()))
                 linear.bias.copy_(torch.from_numpy(layer.params["b"]))
-            modules.append(linear)
+            named.append((str(index), linear))
         elif type(layer) in (Softmax, LogSoftmax):
-            modules.append(getattr(torch.nn, type(layer).__name__)(dim=1))
+            named.append((str(index), getattr(torch.nn, type(layer).__name__)(dim=1)))
         elif type(layer) in _ONNX_OPERATORS:
-            modules.append(getattr(torch.nn, type(layer).__name__)())
+            named.append((str(index), getattr(torch.nn, type(layer).__name__)()))
         else:
             raise ValueError(f"to_torch: layer {index} ({layer!r}) has no PyTorch equivalent")
-    return torch.nn.Sequential(*modules)
+    if include_preprocessing:
+        last = model.layers[-1]
+        if isinstance(last, LogSoftmax):
+            named[-1] = (named[-1][0], torch.nn.Softmax(dim=1))  # exp(log_softmax) = softmax
+        elif not isinstance(last, Softmax):
+            named.append(("probabilities", torch.nn.Softmax(dim=1)))
+    return torch.nn.Sequential(OrderedDict(named))
 
 
 def onnx_model(model: Sequential, dtype: np.typing.DTypeLike | None = None) -> onnx.ModelProto:
@@ -91,7 +107,9 @@ def onnx_model(model: Sequential, dtype: np.typing.DTypeLike | None = None) -> o
         import onnx
         from onnx import helper, numpy_helper
     except ImportError as error:
-        raise ImportError("ONNX export needs the onnx package: pip install onnx") from error
+        raise ImportError('ONNX export needs the onnx package: pip install onnx, or pip install '
+                          '"chainrule[onnx]" for onnx and onnxruntime (which runs the graph)'
+                          ) from error
     dtype = np.dtype(model.dtype if dtype is None else dtype)
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"onnx_model: dtype must be float32 or float64, got {dtype}")

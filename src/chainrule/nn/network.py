@@ -224,7 +224,8 @@ class Sequential:
 
     def to_torch(self, include_preprocessing: bool = False) -> torch.nn.Sequential:
         """An equivalent ``torch.nn.Sequential`` with the same weights
-        (``chainrule.io.export.to_torch``; needs ``pip install torch``)."""
+        (``chainrule.io.export.to_torch``; needs ``pip install torch==2.13.0``).
+        ``include_preprocessing=True``: raw inputs to probabilities, as the ONNX graph."""
         from chainrule.io.export import to_torch
 
         return to_torch(self, include_preprocessing)
