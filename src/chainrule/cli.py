@@ -34,8 +34,10 @@ __all__ = ["main"]
 _NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-inf$")
 
 
-def _add_model_options(parser: argparse.ArgumentParser, defaults: experiment.TrainConfig) -> None:
-    """``--data``, ``--hidden``, ``--activation``, ``--seed``: shared by train and check."""
+def _add_model_options(parser: argparse.ArgumentParser, defaults: experiment.TrainConfig,
+                       seeds: str) -> None:
+    """``--data``, ``--hidden``, ``--activation``, ``--seed`` (seeding ``seeds``): shared by
+    train and check."""
     parser.add_argument("--data", default=defaults.data, metavar="NAME|PATH",
                         help=f"dataset: {', '.join(DATASET_NAMES)}, or a .npz (arrays X, y), "
                              ".csv (last column the label) or MNIST IDX file/folder "
@@ -47,8 +49,7 @@ def _add_model_options(parser: argparse.ArgumentParser, defaults: experiment.Tra
                         default=defaults.activation, help="hidden activation "
                                                           "(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed,
-                        help="seed for the split, the weights and the shuffling "
-                             "(default: %(default)s)")
+                        help=f"seed for {seeds} (default: %(default)s)")
 
 
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
@@ -58,7 +59,8 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         description="Train a multi-layer perceptron (softmax cross-entropy on its logits) on a "
                     "stratified train/test split and print the test accuracy. With no "
                     "arguments: scikit-learn's digits, one hidden layer of 64 ReLU units, Adam.")
-    _add_model_options(parser, defaults)
+    _add_model_options(parser, defaults, "the train/test (and validation) split, the weights "
+                                         "and the shuffling")
     parser.add_argument("--epochs", type=int, default=defaults.epochs,
                         help="passes over the training split (default: enough for about "
                              f"{experiment.STEP_BUDGET} gradient steps, at least "
@@ -330,7 +332,8 @@ def _add_check(subparsers: argparse._SubParsersAction) -> None:
                     "isolation, the loss, and every parameter against the numeric gradient of "
                     "the loss) on a small standardised batch, in float64. Exit status 0 when "
                     "it passes, 1 when not.")
-    _add_model_options(parser, defaults)
+    _add_model_options(parser, defaults, "the rows checked, the weights and the random "
+                                         "directions and entries")
     parser.add_argument("--batch-size", type=int, default=16,
                         help="rows of the dataset to check on (default: %(default)s)")
     parser.add_argument("--sample", type=int, default=None, metavar="K",

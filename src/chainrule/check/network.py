@@ -228,7 +228,9 @@ def gradcheck(model: Sequential, loss: Loss, X: np.ndarray, y: np.ndarray,
     loss_row = Row(f"loss {loss_name} ∂L/∂output", loss_grad,
                    numerical_gradient(lambda out: float(loss.forward(out, y)), outputs, eps),
                    atol, rtol, probe=probe(
-                       lambda t: float(loss.forward(outputs + t * direction, y)),
+                       # direction bound now: the loop below reuses the name
+                       lambda t, direction=direction: float(
+                           loss.forward(outputs + t * direction, y)),
                        np.sum(loss_grad * direction)))
     if not loss_row.passed:
         loss_row.diagnosis = diagnose_gradient(loss_grad, loss_row.numeric, len(X))

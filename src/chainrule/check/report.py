@@ -327,18 +327,25 @@ class Sweep:
         return all(row.consistent for row in self.rows)
 
     def __str__(self) -> str:
-        steps = "".join(f"{step:>9.0e}" for step in self.steps)
-        lines = ["step-size sweep along a random direction: relative error of the central "
-                 "difference, and Taylor remainder |φ(h) - φ(0) - h·slope|, whose order is ~2 "
-                 "when the slope is right and ~1 when it is wrong",
-                 f"{'check':<44} {'order':>6}  verdict     {'h =':<10}{steps}"]
+        """Three lines per check (its name, order and verdict; the central-difference
+        errors; the remainders), under one header of steps: under 100 characters wide."""
+        label = 12
+        width = label + 8 * len(self.steps)
+
+        def values(name: str, numbers: Sequence[float]) -> str:
+            return f"  {name:<{label - 2}}" + "".join(f"{number:>8.1e}" for number in numbers)
+
+        lines = ["step-size sweep along a random direction: relative error of the central",
+                 "difference, and the Taylor remainder |φ(h) - φ(0) - h·slope|, whose order is",
+                 "~2 when the slope is right and ~1 when it is wrong",
+                 f"{'h =':<{label}}" + "".join(f"{step:>8.0e}" for step in self.steps)]
         for row in self.rows:
             verdict = "ok" if row.consistent else "WRONG"
             order = "exact" if np.isinf(row.order) else f"{row.order:.2f}"
-            central = "".join(f"{value:>9.1e}" for value in row.central_error)
-            remainder = "".join(f"{value:>9.1e}" for value in row.remainder)
-            lines += [f"{row.name[:44]:<44} {order:>6}  {verdict:<11} {'central':<10}{central}",
-                      f"{'':<65}{'remainder':<10}{remainder}"]
+            tail = f"  order {order:>5}  {verdict}"
+            name = row.name[:width - len(tail)]
+            lines += [f"{name:<{width - len(tail)}}{tail}",
+                      values("central", row.central_error), values("remainder", row.remainder)]
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
