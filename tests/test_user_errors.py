@@ -42,3 +42,15 @@ def test_fit_names_the_scaling_argument_and_its_choices(data):
                                          r"got scaling='std'$"):
         cr.fit(cr.mlp(4, 8, 3), cr.SoftmaxCrossEntropy(), cr.SGD(0.1), X, y, scaling="std",
                verbose=0)
+
+
+@pytest.mark.parametrize(("name", "meant"), [("digit", "digits"), ("Iris", "iris"),
+                                             ("breast-cancer", "breast_cancer"),
+                                             ("mnist", "mnist-5k")])
+def test_a_misspelt_dataset_name_gets_a_suggestion(name, meant):
+    with pytest.raises(ValueError, match=rf"^no dataset or file '{name}'; did you mean "
+                                         rf"'{meant}'\? \(datasets: digits, iris, wine, "
+                                         r"breast_cancer, mnist-5k\)$"):
+        cr.datasets.load(name)
+    with pytest.raises(ValueError, match="expected a dataset name"):
+        cr.datasets.load("cifar")  # nothing close: the full list of what load accepts

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import difflib
 import gzip
 import math
 import os
@@ -58,6 +59,10 @@ def load(name_or_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     if not path.exists():
         looks_like_a_name = not path.suffix and len(path.parts) == 1
         error = ValueError if looks_like_a_name else FileNotFoundError
+        close = difflib.get_close_matches(str(name_or_path).lower(), DATASET_NAMES, n=1)
+        if looks_like_a_name and close:
+            raise error(f"no dataset or file {str(name_or_path)!r}; did you mean {close[0]!r}? "
+                        f"(datasets: {', '.join(DATASET_NAMES)})")
         raise error(f"no dataset or file {str(name_or_path)!r}; expected {_WHAT_LOAD_ACCEPTS}")
     if path.is_dir():
         X, y = _load_idx_folder(path)
