@@ -29,6 +29,8 @@ LAYERS = [
     ("book Softmax +a_i a_j", book_style.Activation_Softmax_PlusCross, {},
      "off_diagonal_sign"),
     ("attr Dense", lambda: attribute_style.Dense(4, 3), {}, None),
+    ("attr Dense db (1, n) for b (n,)", lambda: attribute_style.DenseBiasKeepdims(4, 3), {},
+     None),
     ("attr Dense dW never stored", lambda: attribute_style.DenseForgetsToStore(4, 3), {},
      "grads_not_stored"),
     ("attr Dense dW transposed", lambda: attribute_style.DenseTransposed(4, 4), {},
@@ -164,9 +166,15 @@ def test_wrap_layer_with_closures_and_arrays():
     assert [d.identifier for d in cr.check_layer(halved, X).diagnosis] == ["scaled"]
 
 
-def test_replaced_method_on_a_builtin_layer_is_checked_in_both_gradcheck_paths():
+class ScaledTanh(cr.Tanh):
+    """A user's own layer class (deep-copied by gradcheck, unlike the built-in layers)."""
+
+
+@pytest.mark.parametrize("layer_class", [cr.Tanh, ScaledTanh])
+def test_replaced_method_on_one_layer_instance_is_checked_in_both_gradcheck_paths(layer_class):
     def make(replace: bool):
         model = cr.mlp(4, [5], 3, activation="tanh", seed=0)
+        model.layers[1] = layer_class()
         if replace:
             tanh = model.layers[1]
             original = type(tanh).backward

@@ -169,3 +169,12 @@ class DenseInputGradientTransposed(Dense):
         self.dW = self.x.T @ dout
         self.db = dout.sum(axis=0)
         return self.W @ dout.T
+
+
+class DenseBiasKeepdims(Dense):
+    """db kept as (1, n_out) for a bias of shape (n_out,): the same numbers, not a bug."""
+
+    def backward(self, dout):
+        self.dW = self.x.T @ dout
+        self.db = np.sum(dout, axis=0, keepdims=True)
+        return dout @ self.W.T

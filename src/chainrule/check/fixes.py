@@ -21,6 +21,9 @@ FORMULAS = {
 }
 _EXPLAINED = {"softmax", "log_softmax"}
 _EXPLAIN = ("derivation with your numbers: `chainrule explain --logits 1.75 1.75 --target 0 1`")
+# Sigmoid and Dense layers (their parameters) are worked through in `chainrule explain --network`.
+_WALKED_THROUGH = {"sigmoid"}
+_NETWORK = "worked through with numbers: `chainrule explain --network`"
 
 _ADVICE = {
     "transposed": "J[i, j] is ∂y_i/∂x_j (row = output, column = input); a gradient has the shape "
@@ -91,4 +94,6 @@ def fix_for(identifier: str, family: str | None = None, parameter: str | None = 
         parts.append(_parameter_formula(parameter))
     if family in _EXPLAINED:
         parts.append(_EXPLAIN)
+    elif family in _WALKED_THROUGH or parameter is not None:
+        parts.append(_NETWORK)
     return "; ".join(parts)

@@ -170,6 +170,9 @@ def layer_rows(layer: object, x: np.ndarray, grad_out: np.ndarray, label: str,
         positions = None if len(entries) == param.size else np.stack(
             np.unravel_index(entries, param.shape), axis=1)
         gradient, problem = stored[name]
+        if gradient is not None and gradient.shape != param.shape and (
+                gradient.size == param.size):
+            gradient = gradient.reshape(param.shape)  # e.g. db (1, n) kept for b (n,)
         if gradient is not None and gradient.shape != param.shape:
             problem = (f"the stored gradient of {name} has shape {gradient.shape}, the "
                        f"parameter {param.shape}")
