@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from chainrule import experiment
+from chainrule import cli_usercode, experiment
 from chainrule._version import __version__
-from chainrule.check import usercode
 from chainrule.check.calls import UserCodeError
 from chainrule.check.report import Report
 from chainrule.explain import backprop, plots
@@ -400,90 +400,18 @@ def _print_report(report: Report, args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
-def _add_check_jacobian(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "check-jacobian", help="check your own Jacobian function against a reference",
-        description="Import MODULE:FUNCTION (MODULE a .py file or an importable module; "
-                    "FUNCTION may be Class.method), call it at random points and compare with "
-                    "the numeric Jacobian of the reference; on failure, name the classic "
-                    "mistakes it matches and the fix. Exit status 0 when it passes, 1 when "
-                    "not, 2 for a usage error, 3 when your code raised.")
-    parser.add_argument("function", metavar="MODULE:FUNCTION",
-                        help="e.g. my_net.py:softmax_prime or my_net.py:Softmax.jacobian")
-    parser.add_argument("--of", required=True, choices=sorted(usercode.REFERENCES),
-                        help="the function whose Jacobian FUNCTION claims to compute")
-    parser.add_argument("--size", type=int, default=4, help="vector length (default: "
-                                                            "%(default)s)")
-    parser.add_argument("--batch", type=int, default=None, metavar="B",
-                        help="pass a batch (B, size) and expect per-row Jacobians "
-                             "(B, size, size) (default: one vector)")
-    parser.add_argument("--takes", choices=["input", "output"], default="input",
-                        help="FUNCTION is given the pre-activation z (input) or the activation "
-                             "f(z) (output) (default: %(default)s)")
-    parser.add_argument("--elementwise", action="store_true",
-                        help="FUNCTION returns the element-wise derivative (the shape of z), "
-                             "compared with the Jacobian's diagonal")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random points "
-                                                            "(default: %(default)s)")
-    _add_report_options(parser)
-    parser.set_defaults(handler=_check_jacobian)
+def _add_user_checks(subparsers: argparse._SubParsersAction) -> None:
+    """``check-jacobian`` and ``check-layer`` (see :mod:`chainrule.cli_usercode`)."""
+    for add, build in ((cli_usercode.add_check_jacobian, cli_usercode.check_jacobian_report),
+                       (cli_usercode.add_check_layer, cli_usercode.check_layer_report)):
+        parser = add(subparsers)
+        _add_report_options(parser)
+        parser.set_defaults(handler=functools.partial(_user_check, build))
 
 
-def _check_jacobian(args: argparse.Namespace) -> int:
+def _user_check(build: Callable[[argparse.Namespace], Report], args: argparse.Namespace) -> int:
     _check_report_paths(args)
-    function = usercode.load_function(args.function)
-    report = usercode.check_jacobian_of(function, args.of, args.size, args.batch, args.takes,
-                                         args.seed, elementwise=args.elementwise)
-    return _print_report(report, args)
-
-
-def _add_check_layer(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "check-layer", help="check your own layer class: backward against forward",
-        description="Import MODULE:CLASS, build it (with no arguments, or --args), and check "
-                    "its backward (input and parameter gradients) against central "
-                    "differences of its forward at random inputs, at several batch sizes. "
-                    "Works with the common conventions (returned or stored results, "
-                    "backward(grad) or backward(grad, input), W/dW attributes, params/grads "
-                    "dicts). Exit status 0 when it passes, 1 when not, 2 for a usage error, "
-                    "3 when your code raised.")
-    parser.add_argument("layer", metavar="MODULE:CLASS", help="e.g. my_net.py:Softmax")
-    parser.add_argument("--in", dest="n_in", type=int, required=True, metavar="N",
-                        help="input width (features)")
-    parser.add_argument("--args", type=_keyword_arguments, default=None, metavar="JSON",
-                        help='keyword arguments of the class, e.g. \'{"n_in": 4, "n_out": 3}\'')
-    parser.add_argument("--batch", type=int, default=None, metavar="B",
-                        help="rows of the checked input (default: 5, or 6 when N is 5)")
-    parser.add_argument("--layout", choices=["rows", "columns"], default="rows",
-                        help="rows: x is (B, N); columns: x is (N, B) (default: %(default)s)")
-    parser.add_argument("--per-sample", action="store_true",
-                        help="the layer takes one sample (N,) at a time")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs "
-                                                            "(default: %(default)s)")
-    _add_report_options(parser)
-    parser.set_defaults(handler=_check_layer)
-
-
-def _keyword_arguments(text: str) -> dict:
-    """``--args``: a JSON object of keyword arguments."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(f"not JSON ({error.msg}): {text}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"n_in\": 4}}', got "
-                                         f"{text}")
-    return value
-
-
-def _check_layer(args: argparse.Namespace) -> int:
-    _check_report_paths(args)
-    layer_class = usercode.load_object(args.layer)
-    if not callable(layer_class):
-        raise ValueError(f"{args.layer} is not a class (a {type(layer_class).__name__})")
-    report = usercode.check_layer_of(layer_class, args.n_in, args.args, args.batch,
-                                     args.layout, args.per_sample, args.seed)
-    return _print_report(report, args)
+    return _print_report(build(args), args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -498,8 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(subparsers)
     _add_explain(subparsers)
     _add_check(subparsers)
-    _add_check_jacobian(subparsers)
-    _add_check_layer(subparsers)
+    _add_user_checks(subparsers)
     return parser
 
 
