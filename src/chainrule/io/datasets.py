@@ -13,17 +13,21 @@ Example:
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import difflib
 import gzip
 import math
 import os
 import re
 import struct
+import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+
+from chainrule.io import csvdata
 
 DATASET_NAMES: tuple[str, ...] = ("digits", "iris", "wine", "breast_cancer", "mnist-5k")
 
@@ -37,15 +41,21 @@ _IMAGES_MAGIC = 0x00000803  # dims: count, rows, columns
 _LABELS_MAGIC = 0x00000801  # dims: count
 _IMAGES_FILE = re.compile(r"(?P<prefix>.+)-images(?P<sep>[-.])idx3-ubyte(?P<gz>\.gz)?")
 _GZIP_MAGIC = b"\x1f\x8b"
+_NPY_MAGIC = b"\x93NUMPY"
 
-CsvLines = list[tuple[int, list[str]]]  # (line number in the file, cells) per non-blank row
+# Data that would take more than this many bytes in memory (X as float64, y as stored) is
+# refused before it is read whole, whatever its size on disk (a 3 MB .gz can hold 3 GB).
+# Override per call with max_bytes=, or for every call (the command line too) with the
+# environment variable CHAINRULE_MAX_DATASET_BYTES. A CSV may be up to an eighth of it.
+MAX_BYTES = 2 << 30
 
-
-def load(name_or_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+def load(name_or_path: str | os.PathLike,
+         max_bytes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Return (X, y): X of shape (N, D), float64 raw values; y of shape (N,) labels.
 
-    Labels are int64 where the source holds integers; CSV labels that are not all
-    integral numbers come back as strings.
+    Labels are int64 where the source holds integers (within int64); other CSV labels come
+    back as strings (see ``chainrule.io.csvdata``). Files whose data would exceed
+    ``max_bytes`` (default ``MAX_BYTES``, 2 GiB) are refused before being read whole.
 
     Example:
         >>> X, y = load("digits")
@@ -64,20 +74,23 @@ def load(name_or_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
             raise error(f"no dataset or file {str(name_or_path)!r}; did you mean {close[0]!r}? "
                         f"(datasets: {', '.join(DATASET_NAMES)})")
         raise error(f"no dataset or file {str(name_or_path)!r}; expected {_WHAT_LOAD_ACCEPTS}")
-    if path.is_dir():
-        X, y = _load_idx_folder(path)
-    elif path.suffix.lower() == ".npz":
-        X, y = _load_npz(path)
-    elif path.suffix.lower() == ".csv":
-        X, y = _load_csv(path)
-    elif _IMAGES_FILE.fullmatch(path.name):
-        X, y = _load_idx_pair(path)
-    else:
-        raise ValueError(f"{path}: unsupported file; expected {_WHAT_LOAD_ACCEPTS}")
+    limit = _limit(max_bytes)
+    with _readable(path):
+        if path.is_dir():
+            X, y = _load_idx_folder(path, limit)
+        elif path.suffix.lower() == ".npz":
+            X, y = _load_npz(path, limit)
+        elif path.suffix.lower() == ".csv":
+            X, y = csvdata.read_labelled(_regular(path), limit)
+        elif _IMAGES_FILE.fullmatch(path.name):
+            X, y = _load_idx_pair(path, limit)
+        else:
+            raise ValueError(f"{path}: unsupported file; expected {_WHAT_LOAD_ACCEPTS}")
     return _checked(X, y, str(path))
 
 
-def load_inputs(path: str | os.PathLike, n_features: int | None = None) -> np.ndarray:
+def load_inputs(path: str | os.PathLike, n_features: int | None = None,
+                max_bytes: int | None = None) -> np.ndarray:
     """Return raw inputs X of shape (N, n_features), float64, from a .npz or .csv file.
 
     `.npz`: the array `X`, or the only array. `.csv`: rows of `n_features` columns, or one
@@ -93,12 +106,14 @@ def load_inputs(path: str | os.PathLike, n_features: int | None = None) -> np.nd
         [[1.5, 60.0], [1.8, 80.5]]
     """
     path = Path(path)
-    if path.suffix.lower() == ".npz":
-        X = _load_npz_inputs(path)
-    elif path.suffix.lower() == ".csv":
-        X = _load_csv_inputs(path, n_features)
-    else:
-        raise ValueError(f"{path}: expected a .npz or .csv file of inputs")
+    limit = _limit(max_bytes)
+    with _readable(path):
+        if path.suffix.lower() == ".npz":
+            X = _load_npz_inputs(path, limit)
+        elif path.suffix.lower() == ".csv":
+            X = csvdata.read_features(_regular(path), n_features, limit)
+        else:
+            raise ValueError(f"{path}: expected a .npz or .csv file of inputs")
     if X.ndim != 2 or len(X) == 0 or X.shape[1] != (n_features or X.shape[1]):
         raise ValueError(
             f"{path}: expected inputs of shape (N, {n_features or 'features'}), got {X.shape}"
@@ -150,190 +165,169 @@ def _load_builtin(name: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.int64)
 
 
-def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _limit(max_bytes: int | None) -> int:
+    """``max_bytes``, else ``$CHAINRULE_MAX_DATASET_BYTES``, else ``MAX_BYTES``."""
+    if max_bytes is not None:
+        return max_bytes
+    setting = os.environ.get("CHAINRULE_MAX_DATASET_BYTES")
+    if not setting:
+        return MAX_BYTES
+    try:
+        return int(float(setting))
+    except ValueError:
+        raise ValueError(f"CHAINRULE_MAX_DATASET_BYTES must be a number of bytes, got "
+                         f"{setting!r}") from None
+
+
+@contextlib.contextmanager
+def _readable(path: Path) -> Iterator[None]:
+    """Turn an operating-system error while reading ``path`` into one line naming it."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        name = error.filename or path
+        raise ValueError(f"{name}: cannot be read: {error.strerror or error}") from None
+
+
+def _regular(path: Path) -> Path:
+    """``path`` if it is a regular file (a FIFO would block, a device never end)."""
+    if not path.is_file():
+        raise ValueError(f"{path}: not a regular file")
+    return path
+
+
+def _too_big(path: Path, what: str, n_bytes: int, limit: int) -> ValueError:
+    return ValueError(f"{path}: {what} would take {n_bytes / 2**30:.3g} GiB in memory, over "
+                      f"the limit of {limit / 2**30:.3g} GiB (raise max_bytes or "
+                      "CHAINRULE_MAX_DATASET_BYTES to read it)")
+
+
+def _load_npz(path: Path, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """Return arrays `X` (as float64) and `y` from a .npz file, never unpickling objects."""
-    with np.load(path, allow_pickle=False) as archive:
-        for key in ("X", "y"):
-            if key not in archive.files:
-                present = ", ".join(archive.files) or "none"
-                raise ValueError(f"{path}: missing array {key!r}; arrays present: {present}")
-        X, y = _npz_array(path, archive, "X"), _npz_array(path, archive, "y")
+    arrays = _read_npz(path, lambda names: ["X", "y"], limit)
+    X, y = arrays["X"], arrays["y"]
     if X.dtype.kind not in "biuf":
         raise ValueError(f"{path}: X must be numeric, got dtype {X.dtype}")
     return X.astype(np.float64), y
 
 
-def _load_npz_inputs(path: Path) -> np.ndarray:
+def _load_npz_inputs(path: Path, limit: int) -> np.ndarray:
     """Return the array `X`, or the only array, of a .npz file as float64."""
-    with np.load(path, allow_pickle=False) as archive:
-        names = archive.files
+    def pick(names: list[str]) -> list[str]:
         if "X" not in names and len(names) != 1:
             raise ValueError(
                 f"{path}: expected an array 'X' (or a single array), "
                 f"found {', '.join(names) or 'none'}"
             )
-        X = _npz_array(path, archive, "X" if "X" in names else names[0])
+        return ["X" if "X" in names else names[0]]
+
+    (X,) = _read_npz(path, pick, limit).values()
     if X.dtype.kind not in "biuf":
         raise ValueError(f"{path}: inputs must be numeric, got dtype {X.dtype}")
     return X.astype(np.float64)
+
+
+def _read_npz(path: Path, choose: Callable[[list[str]], list[str]],
+              limit: int) -> dict[str, np.ndarray]:
+    """The arrays ``choose(names)`` of a .npz, each checked against ``limit`` by its declared
+    shape (as float64 for ``X``) before it is decompressed; damage is one ``ValueError``."""
+    with _regular(path).open("rb") as file:
+        start = file.read(len(_NPY_MAGIC))
+    if start == _NPY_MAGIC:
+        raise ValueError(f"{path}: a single .npy array, not a .npz archive; write one with "
+                         "numpy.savez(path, X=X, y=y)")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a .npz archive (empty, truncated, or another format)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            names = choose(archive.files)
+            for name in names:
+                if name not in archive.files:
+                    present = ", ".join(archive.files) or "none"
+                    raise ValueError(f"{path}: missing array {name!r}; arrays present: "
+                                     f"{present}")
+                n_bytes = _npy_bytes(archive.zip, f"{name}.npy", as_float64=name == "X")
+                if n_bytes > limit:
+                    raise _too_big(path, f"array {name!r}", n_bytes, limit)
+            return {name: _npz_array(path, archive, name) for name in names}
+    except (zipfile.BadZipFile, EOFError, zlib.error, KeyError) as error:
+        raise ValueError(f"{path}: corrupt or truncated .npz archive ({error})") from None
+
+
+def _npy_bytes(archive: zipfile.ZipFile, member: str, as_float64: bool) -> int:
+    """Bytes the array ``member`` of a zip needs, from its ``.npy`` header (no data read)."""
+    info = archive.getinfo(member)
+    with archive.open(info) as file:
+        version = np.lib.format.read_magic(file)
+        readers = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in readers:
+            return info.file_size
+        shape, _, dtype = readers[version](file)
+    itemsize = max(dtype.itemsize, 8) if as_float64 else dtype.itemsize
+    return max(math.prod(shape) * itemsize, info.file_size)
 
 
 def _npz_array(path: Path, archive: np.lib.npyio.NpzFile, name: str) -> np.ndarray:
     """Return one array of an open .npz archive, refusing object arrays (they need pickle)."""
     try:
         return archive[name]
-    except ValueError as error:
-        raise ValueError(f"{path}: cannot load without pickle: {error}") from error
-
-
-def _load_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Return features (N, D) float64 and labels (N,) from a CSV whose last column is y.
-
-    The first row is a header when none of its feature cells is a number.
-    """
-    lines = _read_csv_rows(path)
-    n_columns = len(lines[0][1])
-    if n_columns < 2:
-        raise ValueError(f"{path}: need at least one feature column and a label column")
-    header, lines = _split_header(path, lines, n_columns - 1)
-    for line_number, row in lines:
-        if not row[-1].strip():
-            raise ValueError(f"{path}: line {line_number} has an empty label (last column)")
-    features = _parse_features(path, lines, n_columns - 1, header)
-    return features, _parse_labels([row[-1].strip() for _, row in lines])
-
-
-def _load_csv_inputs(path: Path, n_features: int | None) -> np.ndarray:
-    """Return the first n_features columns (all when None) of a CSV as (N, n_features) float64.
-
-    One more column, a label, is allowed and ignored; no other width is.
-    """
-    lines = _read_csv_rows(path)
-    n_columns = len(lines[0][1])
-    n_features = n_columns if n_features is None else n_features
-    if n_columns not in (n_features, n_features + 1):
-        raise ValueError(
-            f"{path}: the model takes {n_features} features; expected rows of {n_features} "
-            f"(or {n_features + 1} with a label) columns, got {n_columns}"
-        )
-    header, lines = _split_header(path, lines, n_features)
-    return _parse_features(path, lines, n_features, header)
-
-
-def _read_csv_rows(path: Path) -> CsvLines:
-    """Return the non-blank rows with their line numbers, checking they are equally wide."""
-    with path.open(newline="", encoding="utf-8-sig") as file:
-        reader = csv.reader(file)
-        lines = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
-    if not lines:
-        raise ValueError(f"{path}: the file holds no rows")
-    n_columns = len(lines[0][1])
-    for line_number, row in lines:
-        if len(row) != n_columns:
-            raise ValueError(
-                f"{path}: line {line_number} has {len(row)} columns, expected {n_columns}"
-            )
-    return lines
-
-
-def _split_header(
-    path: Path, lines: CsvLines, n_features: int
-) -> tuple[list[str] | None, CsvLines]:
-    """Return (header or None, data lines): the first row is a header when none of its
-    first n_features cells is a number."""
-    if any(map(_is_number, lines[0][1][:n_features])):
-        return None, lines
-    if len(lines) == 1:
-        raise ValueError(f"{path}: the file holds a header but no data rows")
-    return lines[0][1], lines[1:]
-
-
-def _parse_features(
-    path: Path, lines: CsvLines, n_features: int, header: list[str] | None
-) -> np.ndarray:
-    """Return the first n_features cells of each line as (N, n_features) float64; a cell
-    that is not a finite number is a ValueError naming its line and column."""
-    cells = [row[:n_features] for _, row in lines]
-    try:
-        features = np.array(cells, dtype=np.float64)
-    except ValueError:  # some cell is not a number: find the first, to say where
-        for (line_number, _), row in zip(lines, cells, strict=True):
-            for column, cell in enumerate(row):
-                if not _is_number(cell):
-                    problem = f"{cell!r} is not a number"
-                    message = _cell_error(path, line_number, column, header, problem)
-                    raise ValueError(message) from None
-        raise
-    not_finite = np.argwhere(~np.isfinite(features))
-    if len(not_finite):
-        i, column = not_finite[0]
-        problem = f"{cells[i][column]!r} is not a finite number"
-        raise ValueError(_cell_error(path, lines[i][0], column, header, problem))
-    return features
-
-
-def _cell_error(
-    path: Path, line_number: int, column: int, header: list[str] | None, problem: str
-) -> str:
-    name = f" ({header[column]!r})" if header is not None else ""
-    return (
-        f"{path}: line {line_number}, column {column + 1}{name}: {problem}; "
-        "feature columns must hold finite numbers"
-    )
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
     except ValueError:
-        return False
-    return True
+        raise ValueError(f"{path}: cannot load without pickle: array {name!r} holds Python "
+                         "objects, and chainrule never unpickles (save numbers or strings)")\
+            from None
 
 
-def _parse_labels(labels: list[str]) -> np.ndarray:
-    """Return labels (N,) as int64 when all are integral numbers ("3", "3.0"), else as str."""
-    try:
-        numbers = [float(label) for label in labels]
-    except ValueError:
-        return np.array(labels)
-    if all(number.is_integer() for number in numbers):
-        return np.array(numbers).astype(np.int64)
-    return np.array(labels)
+def _read_idx(path: Path, magic: int, limit: int) -> np.ndarray:
+    """Return the uint8 array stored in an IDX file (gzipped or not), shaped by its header.
 
-
-def _read_idx(path: Path, magic: int) -> np.ndarray:
-    """Return the uint8 array stored in an IDX file (gzipped or not), shaped by its header."""
-    data = path.read_bytes()
-    if data[:2] == _GZIP_MAGIC:  # sniffed, not guessed from the name: IDX starts 0x0000
-        try:
-            data = gzip.decompress(data)
-        except (EOFError, gzip.BadGzipFile, zlib.error) as error:
-            raise ValueError(f"{path}: corrupt or truncated gzip data ({error})") from error
+    The header's sizes are checked against ``limit`` (as float64) before the data is read
+    or decompressed.
+    """
     n_dims = magic & 0xFF
     header_size = 4 * (1 + n_dims)  # magic, then one uint32 per dimension
-    found_magic = int.from_bytes(data[:4], "big")
-    if len(data) >= 4 and found_magic != magic:
-        kind = "images" if magic == _IMAGES_MAGIC else "labels"
-        raise ValueError(
-            f"{path}: IDX magic number is 0x{found_magic:08X}, expected 0x{magic:08X} "
-            f"for MNIST {kind}"
-        )
-    if len(data) < header_size:
-        raise ValueError(
-            f"{path}: truncated IDX file: {len(data)} bytes, shorter than its "
-            f"{header_size}-byte header"
-        )
-    dims = struct.unpack(f">{n_dims}I", data[4:header_size])
-    expected_size = math.prod(dims)
-    found_size = len(data) - header_size
+    with _regular(path).open("rb") as raw:
+        # Sniffed, not guessed from the name: IDX starts 0x0000.
+        compressed = raw.read(2) == _GZIP_MAGIC
+        raw.seek(0)
+        stream = gzip.GzipFile(fileobj=raw) if compressed else raw
+        try:
+            header = stream.read(header_size)
+            dims = _idx_dims(path, header, magic, header_size)
+            expected_size = math.prod(dims)
+            if expected_size * 8 > limit:
+                raise _too_big(path, f"{' x '.join(map(str, dims))} values as float64",
+                               expected_size * 8, limit)
+            data = stream.read(expected_size + 1)  # one more: a file too long shows
+        except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+            raise ValueError(f"{path}: corrupt or truncated gzip data ({error})") from None
+    found_size = len(data)
     if found_size != expected_size:
         problem = "truncated IDX file" if found_size < expected_size else "IDX file too long"
         shape = " x ".join(map(str, dims))
         raise ValueError(
             f"{path}: {problem}: the header promises {shape} = {expected_size} bytes of data, "
-            f"found {found_size}"
+            f"found {found_size}{'+' if found_size > expected_size else ''}"
         )
-    return np.frombuffer(data, dtype=np.uint8, offset=header_size).reshape(dims)
+    return np.frombuffer(data, dtype=np.uint8).reshape(dims)
+
+
+def _idx_dims(path: Path, header: bytes, magic: int, header_size: int) -> tuple[int, ...]:
+    found_magic = int.from_bytes(header[:4], "big")
+    if len(header) >= 4 and found_magic != magic:
+        kind = "images" if magic == _IMAGES_MAGIC else "labels"
+        raise ValueError(
+            f"{path}: IDX magic number is 0x{found_magic:08X}, expected 0x{magic:08X} "
+            f"for MNIST {kind}"
+        )
+    if len(header) < header_size:
+        raise ValueError(
+            f"{path}: truncated IDX file: {len(header)} bytes, shorter than its "
+            f"{header_size}-byte header"
+        )
+    return struct.unpack(f">{(magic & 0xFF)}I", header[4:header_size])
 
 
 def _labels_file_for(images_path: Path) -> Path:
@@ -354,11 +348,11 @@ def _labels_file_for(images_path: Path) -> Path:
     raise FileNotFoundError(f"{images_path}: no matching labels file; looked for {tried}")
 
 
-def _load_idx_pair(images_path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _load_idx_pair(images_path: Path, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """Return images (N, rows * cols) float64 in 0..255 and their labels (N,) int64."""
     labels_path = _labels_file_for(images_path)
-    images = _read_idx(images_path, _IMAGES_MAGIC)
-    labels = _read_idx(labels_path, _LABELS_MAGIC)
+    images = _read_idx(images_path, _IMAGES_MAGIC, limit)
+    labels = _read_idx(labels_path, _LABELS_MAGIC, limit)
     if len(images) != len(labels):
         raise ValueError(
             f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels"
@@ -367,7 +361,7 @@ def _load_idx_pair(images_path: Path) -> tuple[np.ndarray, np.ndarray]:
     return images.reshape(count, rows * columns).astype(np.float64), labels.astype(np.int64)
 
 
-def _load_idx_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+def _load_idx_folder(folder: Path, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """Return train then t10k images and labels from a folder, concatenated.
 
     Either split may be missing; a folder with neither must hold exactly one images file.
@@ -386,7 +380,7 @@ def _load_idx_folder(folder: Path) -> tuple[np.ndarray, np.ndarray]:
             f"{folder}: expected train-images-idx3-ubyte[.gz] and/or t10k-images-idx3-ubyte[.gz] "
             f"(or a single *-images-idx3-ubyte file); images files found: {found}"
         )
-    parts = [_load_idx_pair(images_files[prefix]) for prefix in prefixes]
+    parts = [_load_idx_pair(images_files[prefix], limit) for prefix in prefixes]
     widths = {X.shape[1] for X, _ in parts}
     if len(widths) > 1:
         raise ValueError(f"{folder}: the IDX files hold images of different sizes")
