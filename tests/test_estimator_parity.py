@@ -14,6 +14,8 @@ import warnings
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn import neural_network as sk
 from sklearn.datasets import load_iris, make_multilabel_classification, make_regression
@@ -273,3 +275,30 @@ def test_random_state_none_leaves_numpys_global_state_alone():
     second = _fit_quietly(cr.MLPClassifier((4,), max_iter=2), X_IRIS, Y_IRIS)
     assert np.random.random_sample() == expected_next  # noqa: NPY002 (nothing drawn from it)
     assert not np.array_equal(first.coefs_[0], second.coefs_[0])  # fresh entropy each fit
+
+
+@settings(max_examples=15)
+@given(hidden=st.lists(st.integers(1, 4), min_size=0, max_size=2),
+       activation=st.sampled_from(["identity", "logistic", "tanh", "relu"]),
+       case=st.sampled_from(list(CASES)), alpha=st.sampled_from([0.0, 0.7]),
+       weighted=st.booleans(), seed=st.integers(0, 2**16))
+def test_the_objective_gradient_is_verified_for_any_architecture(hidden, activation, case,
+                                                                  alpha, weighted, seed):
+    # Any depth (none included), activation, output and weighting: the gradient L-BFGS gets
+    # is the derivative of the objective it gets (central differences, float64).
+    _, chainrule_class, extra, X, y = CASES[case]
+    rows = np.random.default_rng(seed).choice(len(X), 9, replace=False)
+    X, y = X[rows], y[rows]
+    weights = np.random.default_rng(seed).uniform(0.1, 2.0, 9) if weighted else None
+    estimator = chainrule_class(hidden_layer_sizes=hidden, activation=activation, alpha=alpha,
+                                solver="lbfgs", max_iter=1, random_state=seed, **extra)
+    _fit_quietly(estimator, X, y, sample_weight=weights)
+    Y = (estimator._label_binarizer.transform(y) if hasattr(estimator, "classes_")
+         else y.reshape(9, -1)).astype(float)
+    theta = np.concatenate([a.ravel() for a in estimator.coefs_ + estimator.intercepts_])
+    # (ReLU's kink: weights and intercepts are continuous draws, so no pre-activation sits
+    # within the 1e-6 step of 0 but with probability ~1e-6 per unit and row.)
+    _, grad = estimator._loss_grad_lbfgs(theta.copy(), X, Y, weights)
+    numeric = central_differences(
+        lambda t: estimator._loss_grad_lbfgs(t, X, Y, weights)[0], theta, eps=1e-6)
+    assert_allclose(grad, numeric, rtol=1e-5, atol=1e-7)
