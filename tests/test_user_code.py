@@ -6,11 +6,14 @@ AttributeError, TypeError or NumPy error from inside chainrule.
 
 from __future__ import annotations
 
+import threading
 import types
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import chainrule as cr
 from chainrule.check.adapters import ConventionError
@@ -207,3 +210,65 @@ def test_readme_check_your_own_code_output_is_real():
     namespace: dict = {}
     exec(compile(code.replace("print(", "result = ("), "README", "exec"), namespace)
     assert str(namespace["result"]) + "\n" == pasted
+
+
+class _RowsDense:
+    """``y = x @ W + b`` on rows ``(B, n)``, optionally with ``dW`` scaled by ``factor``."""
+
+    def __init__(self, W, b, factor=1.0):
+        self.W, self.b, self.factor = W, b, factor
+
+    def forward(self, x):
+        self.x = x
+        return np.tanh(x @ self.W + self.b)
+
+    def backward(self, grad):
+        dz = grad * (1 - np.tanh(self.x @ self.W + self.b) ** 2)
+        self.dW, self.db = self.factor * (self.x.T @ dz), dz.sum(axis=0)
+        return dz @ self.W.T
+
+
+class _ColumnsDense(_RowsDense):
+    """The same layer written on columns ``(n, B)``: ``y = Wᵀ x + b``."""
+
+    def forward(self, x):
+        return super().forward(x.T).T
+
+    def backward(self, grad):
+        return super().backward(grad.T).T
+
+
+@settings(max_examples=15, deadline=None)
+@given(batch=st.integers(1, 6), n_in=st.integers(1, 5), n_out=st.integers(1, 5),
+       factor=st.sampled_from([1.0, -1.0, 3.0]), seed=st.integers(0, 2**16))
+def test_columns_layout_agrees_with_rows(batch, n_in, n_out, factor, seed):
+    rng = np.random.default_rng(seed)
+    W, b, x = rng.normal(size=(n_in, n_out)), rng.normal(size=n_out), rng.normal(size=(batch, n_in))
+    rows = cr.check_layer(_RowsDense(W, b, factor), x)
+    columns = cr.check_layer(_ColumnsDense(W, b, factor), x.T, layout="columns")
+    assert bool(rows) is bool(columns) is (factor == 1.0)
+    assert [row.name.replace("_Rows", "") for row in rows.rows] == [
+        row.name.replace("_Columns", "") for row in columns.rows]
+    np.testing.assert_allclose(columns.rows[0].analytic, rows.rows[0].analytic.T)
+    np.testing.assert_allclose(columns.rows[0].numeric, rows.rows[0].numeric.T, atol=1e-9)
+    for one, other in zip(rows.rows[1:], columns.rows[1:], strict=True):
+        np.testing.assert_allclose(other.analytic, one.analytic)
+    expected = {1.0: [], -1.0: ["sign_flipped"], 3.0: ["scaled"]}[factor]
+    assert [d.identifier for d in columns.diagnosis] == [d.identifier for d in rows.diagnosis]
+    if not (factor == 3.0 and batch == 3):  # dW = 3·xᵀdz at B = 3 reads as missing_batch_mean
+        assert [d.identifier for d in rows.diagnosis] == expected
+
+
+def test_a_layer_that_cannot_be_copied_gets_one_clear_error():
+    class HoldsALock:
+        def __init__(self):
+            self.lock = threading.Lock()
+
+        def forward(self, x):
+            return 2 * x
+
+        def backward(self, grad):
+            return 2 * grad
+
+    with pytest.raises(ValueError, match=r"cannot copy HoldsALock to check it \(cannot pickle"):
+        cr.check_layer(HoldsALock(), X)

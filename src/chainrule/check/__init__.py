@@ -5,7 +5,8 @@ Jacobian or a gradient, ``layercheck`` one layer, ``network`` a whole ``Sequenti
 ``diagnosis`` names the classic mistakes (``fixes`` says what to change), ``report`` holds
 and prints the verdicts, and ``usercode`` loads a user's ``FILE.py:NAME``. A user's layer in
 any common convention is mapped by ``adapters`` (or explicitly by ``wrapped.wrap_layer``);
-``calls`` reports an exception in the user's code as theirs.
+``functional_style`` and ``autograd`` check functions and ``torch.autograd.Function``
+subclasses; ``calls`` reports an exception in the user's code as theirs.
 """
 
 from chainrule.check.adapters import ConventionError

@@ -11,14 +11,13 @@ cannot tell, one error lists what it found and the ``wrap_layer`` call that woul
 
 from __future__ import annotations
 
-import copy
 import inspect
 from collections.abc import Callable
 
 import numpy as np
 
 from chainrule.check.calls import UserCodeError, call_user
-from chainrule.check.wrapped import WrappedLayer
+from chainrule.check.wrapped import WrappedLayer, copy_of
 
 __all__ = ["ConventionError", "as_layer", "backward_arguments"]
 
@@ -199,7 +198,7 @@ def as_layer(obj: object, x: np.ndarray, layout: str = "rows",
     # One row first (the shape every convention handles), then the whole batch.
     samples = [rows[0]] if per_sample else [rows[:1], rows]
     for attempt, sample in enumerate(samples):
-        trial = copy.deepcopy(obj)
+        trial = copy_of(obj)
         user_x = sample.T if layout == "columns" and not per_sample else sample
         try:
             output, grad_input = _trial(trial, forward, backward, takes, user_x)

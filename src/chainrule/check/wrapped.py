@@ -19,11 +19,23 @@ import numpy as np
 
 from chainrule.check.calls import call_user
 
-__all__ = ["WrappedLayer", "wrap_layer"]
+__all__ = ["WrappedLayer", "copy_of", "wrap_layer"]
 
 # A reference to a value of the user's layer: ("attr", name), ("item", dict attribute, key),
 # ("array", ndarray) or ("call", zero-argument callable).
 Ref = tuple
+
+
+def copy_of(obj: object, memo: dict | None = None) -> object:
+    """A deep copy of a user's object (checks never touch the original); a ValueError naming
+    the object when it cannot be copied (it holds a file, a lock, a generator, ...)."""
+    try:
+        return copy.deepcopy(obj, memo)
+    except (TypeError, copy.Error, RecursionError) as error:
+        raise ValueError(f"cannot copy {type(obj).__name__} to check it ({error}); chainrule "
+                         "checks a copy so that your layer is never changed: keep files, locks "
+                         "and generators off the layer, or pass wrap_layer(forward=..., "
+                         "backward=..., params=..., grads=...) with plain functions") from None
 
 
 def _rebind(function: object, old: object, new: object) -> object:
@@ -67,7 +79,7 @@ class WrappedLayer:
         plain functions (which may close over them) stay shared."""
         twin = object.__new__(type(self))
         twin.__dict__.update(self.__dict__)
-        twin.obj = copy.deepcopy(self.obj, memo)
+        twin.obj = copy_of(self.obj, memo)
         twin.forward_fn = _rebind(self.forward_fn, self.obj, twin.obj)
         twin.backward_fn = _rebind(self.backward_fn, self.obj, twin.obj)
         twin.grad_refs = {name: ref if ref is None or ref[0] != "call"
