@@ -12,6 +12,7 @@ import importlib
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -46,6 +47,26 @@ def limited_threads(threads: int = THREADS) -> Iterator[None]:
     finally:
         if torch is not None:
             torch.set_num_threads(previous)
+
+
+def run_pinned(command: list[str], threads: int) -> None:
+    """Run ``command`` in a child process whose thread pools all start with ``threads``
+    threads, pinned to that many cores (Linux ``sched_setaffinity``): XLA's and OpenMP's pools
+    are sized at start-up, and JAX 0.10's CPU runtime keeps several busy worker threads
+    whatever ``XLA_FLAGS`` say."""
+    environment = {**os.environ, "OMP_NUM_THREADS": str(threads),
+                   "OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    if threads == 1:
+        environment["XLA_FLAGS"] = (environment.get("XLA_FLAGS", "")
+                                    + " --xla_cpu_multi_thread_eigen=false").strip()
+    pin = None
+    if hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))[:threads]
+
+        def pin() -> None:
+            os.sched_setaffinity(0, cores)
+
+    subprocess.run(command, check=True, env=environment, preexec_fn=pin)
 
 
 class NullTerminal:
@@ -157,7 +178,8 @@ def machine() -> str:
     with contextlib.suppress(OSError, ValueError):
         memory = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB"
     versions = [f"Python {platform.python_version()}", f"NumPy {np.__version__}"]
-    for name, label in [("torch", "PyTorch"), ("sklearn", "scikit-learn")]:
+    for name, label in [("torch", "PyTorch"), ("sklearn", "scikit-learn"), ("numba", "numba"),
+                        ("jax", "JAX"), ("optax", "optax")]:
         module = optional(name)
         versions.append(f"{label} {module.__version__}" if module else f"{label} not installed")
     return (f"{cpu}, {os.cpu_count()} cores{memory}, {platform.system()} "
