@@ -272,3 +272,21 @@ def test_a_layer_that_cannot_be_copied_gets_one_clear_error():
 
     with pytest.raises(ValueError, match=r"cannot copy HoldsALock to check it \(cannot pickle"):
         cr.check_layer(HoldsALock(), X)
+
+
+def test_arrays_without_a_gradient_beside_them_are_named_as_not_checked():
+    class Scaled:
+        def __init__(self):
+            self.scale = np.array([2.0, 3.0, 0.5, 1.0])
+
+        def forward(self, x):
+            return x * self.scale
+
+        def backward(self, grad):
+            return grad * self.scale
+
+    report = cr.check_layer(Scaled(), X)
+    assert report and [row.name for row in report.rows] == ["Scaled input gradient"]
+    assert "not checked, no gradient found beside them: scale (4,)" in str(report)
+    assert not any("not checked" in note for note in cr.check_layer(attribute_style.Dense(4, 3),
+                                                                     X).notes)

@@ -151,3 +151,18 @@ def test_check_autograd_function():
     assert torch.autograd.gradcheck(_linear_function(torch, 1.0).apply, inputs)
     assert not torch.autograd.gradcheck(_linear_function(torch, -1.0).apply, inputs,
                                         raise_exception=False)
+
+
+def test_backward_taking_the_inputs_instead_of_a_cache():
+    def scaled_square(x, scale):
+        return scale * x ** 2
+
+    def scaled_square_backward(dout, x, scale):
+        return 2 * scale * x * dout, np.sum(x ** 2 * dout, keepdims=True)
+
+    scale = np.array([1.5])
+    report = cr.check_functions(scaled_square, scaled_square_backward, X, scale)
+    assert report and [row.name for row in report.rows] == ["dx", "dscale"]
+    wrong = cr.check_functions(scaled_square, lambda dout, x, s: (scale * x * dout,
+                                                                  np.sum(x ** 2 * dout)), X, scale)
+    assert [d.identifier for d in wrong.diagnosis] == ["scaled"] and wrong.cause == "dx"

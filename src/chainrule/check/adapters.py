@@ -139,7 +139,8 @@ def _parameters(obj: object, excluded: set[str], takes: str) -> tuple[dict, dict
     for name in names:
         if not isinstance(getattr(obj, name), np.ndarray):
             continue
-        partners = [other for other in names if _gradient_of(other, name)]
+        partners = sorted((other for other in names if _gradient_of(other, name)),
+                          key=lambda other: getattr(obj, other) is None)  # arrays first
         if partners:
             params[name] = ("attr", name)
             grads[name] = ("attr", partners[0])
@@ -207,7 +208,22 @@ def as_layer(obj: object, x: np.ndarray, layout: str = "rows",
             if attempt == len(samples) - 1:
                 raise
     params, grads = _parameters(trial, {*OUTPUT_NAMES, *GRAD_INPUT_NAMES, *INPUT_NAMES}, takes)
-    return WrappedLayer(obj, getattr(obj, forward), getattr(obj, backward), params, grads,
-                        layout=layout,
-                        per_sample=per_sample, backward_takes=takes, output=output,
-                        grad_input=grad_input, label=label)
+    wrapped = WrappedLayer(obj, getattr(obj, forward), getattr(obj, backward), params, grads,
+                           layout=layout, per_sample=per_sample, backward_takes=takes,
+                           output=output, grad_input=grad_input, label=label)
+    wrapped.unchecked = _constants(obj, trial, params, grads)
+    return wrapped
+
+
+def _constants(obj: object, trial: object, params: dict, grads: dict) -> list[str]:
+    """Array attributes set before the first forward and left unchanged by it and by
+    backward, with no gradient beside them: perhaps parameters chainrule cannot see."""
+    used = {ref[1] for ref in [*params.values(), *grads.values()] if ref and ref[0] == "attr"}
+    found = []
+    for name, value in _arrays(obj).items():
+        after = getattr(trial, name, None)
+        if (name not in used and name not in (*OUTPUT_NAMES, *GRAD_INPUT_NAMES, *INPUT_NAMES)
+                and isinstance(after, np.ndarray) and after.shape == value.shape
+                and np.array_equal(after, value)):
+            found.append(f"{name} {value.shape}")
+    return found

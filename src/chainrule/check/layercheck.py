@@ -336,6 +336,9 @@ def check_layer(layer: object, x: np.ndarray, grad_out: np.ndarray | None = None
         for row in rows:
             if row.analytic.ndim == 2 and row.name.endswith("input gradient"):
                 row.analytic, row.numeric = row.analytic.T, row.numeric.T
+    if wrapped.unchecked:
+        notes.append(f"not checked, no gradient found beside them: {', '.join(wrapped.unchecked)}"
+                     " (parameters? map them: wrap_layer(..., params=..., grads=...))")
     failed = [row for row in rows if not row.passed]
     shown = repr(layer) if type(layer).__repr__ is not object.__repr__ else label
     return Report(f"check_layer: {shown} at x {x.shape}", rows,

@@ -67,6 +67,7 @@ class WrappedLayer:
         self.output, self.grad_input = output, grad_input
         self.label = label or type(obj).__name__
         self.unstored: set[str] = set()
+        self.unchecked: list[str] = []  # array attributes with no gradient found beside them
         self._grads: dict[str, np.ndarray | None] = {}
         self._markers: dict[str, np.ndarray] = {}
         self._x: np.ndarray | None = None
