@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from chainrule.check.diagnosis import diagnose_gradient
+from chainrule.check.kinks import straddling_rows
 from chainrule.check.layercheck import (
     claimed_jacobian,
     layer_rows,
@@ -216,9 +217,14 @@ def gradcheck(model: Sequential, loss: Loss, X: np.ndarray, y: np.ndarray,
         notes.append(f"fast check failed (max rel err {row.max_rel_error:.2e}); the full "
                      "per-entry check below localises it")
     rng = np.random.default_rng(seed)
-    activations = [X]
-    for index, layer in enumerate(model.layers):
-        activations.append(as_float64(f"layer {index} output", layer.forward(activations[-1])))
+    activations = _forward_all(model, X)
+    straddling = straddling_rows(model.layers, activations, eps)
+    if straddling.any() and not straddling.all():
+        X, y = X[~straddling], np.asarray(y)[~straddling]
+        activations = _forward_all(model, X)
+        notes.append(f"{int(straddling.sum())} of {len(straddling)} samples left out: a ReLU "
+                     "input within one finite-difference step of the kink at 0, where central "
+                     "differences are no derivative")
     loss.forward(activations[-1], y)
     loss_grad = as_float64(f"{loss_name}.backward()", loss.backward())
     model.backward(loss_grad.copy())
@@ -261,6 +267,14 @@ def gradcheck(model: Sequential, loss: Loss, X: np.ndarray, y: np.ndarray,
         upstream = np.einsum("bi,bij->bj", upstream, jacobian)
     rows = [row for layer_rows in per_layer for row in layer_rows] + [loss_row]
     return _traced_report(title, rows, per_layer, loss_row, notes)
+
+
+def _forward_all(model: Sequential, X: np.ndarray) -> list[np.ndarray]:
+    """``[X, layer 0 output, layer 1 output, ...]``, each layer caching its forward."""
+    activations = [X]
+    for index, layer in enumerate(model.layers):
+        activations.append(as_float64(f"layer {index} output", layer.forward(activations[-1])))
+    return activations
 
 
 def _loss_along(model: Sequential, loss: Loss, X: np.ndarray, y: np.ndarray, param: np.ndarray,

@@ -1,0 +1,45 @@
+"""Central differences straddling ReLU's kink: such samples are left out, not failed."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import chainrule as cr
+from chainrule import experiment
+from chainrule.check.kinks import straddling_rows
+from chainrule.check.numerical import STEP
+
+
+def test_straddling_rows_are_those_with_a_relu_input_within_one_step_of_zero():
+    layers = [cr.Dense(2, 2, seed=0), cr.ReLU()]
+    inputs = [np.ones((4, 2)), np.array([[0.0, 1.0], [0.9 * STEP, -2.0], [1.1 * STEP, 3.0],
+                                         [-1.0, -0.5 * STEP]])]
+    np.testing.assert_array_equal(straddling_rows(layers, inputs, None), [1, 1, 0, 1])
+    np.testing.assert_array_equal(straddling_rows(layers, inputs, 1e-3), [1, 1, 1, 1])
+    np.testing.assert_array_equal(straddling_rows([cr.Tanh(), cr.Tanh()], inputs, None),
+                                  [0, 0, 0, 0])
+
+
+def test_default_relu_network_passes_at_batch_256():
+    report = experiment.check_network(batch_size=256)
+    assert report.passed, str(report)
+    assert "1 of 256 samples left out: a ReLU input within one finite-difference step" in (
+        " ".join(report.notes))
+
+
+class HalfWrongReLU(cr.ReLU):
+    """ReLU whose backward forgets the mask: passes gradients of negative inputs through."""
+
+    def backward(self, grad_out):
+        return np.asarray(grad_out).copy()
+
+
+def test_a_wrong_relu_backward_still_fails_with_kinks_left_out(rng):
+    X = rng.standard_normal((64, 3))
+    X[5] = [0.0, 0.0, 0.0]  # every hidden input exactly 0: a straddling row
+    model = cr.Sequential([cr.Dense(3, 4, seed=0), HalfWrongReLU(), cr.Dense(4, 2, seed=1)])
+    model.params["0.b"][...] = 0.0
+    report = cr.gradcheck(model, cr.SoftmaxCrossEntropy(), X, rng.integers(0, 2, 64))
+    assert not report.passed
+    assert report.failing_layer == 1
+    assert any("1 of 64 samples left out" in note for note in report.notes)
