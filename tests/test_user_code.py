@@ -80,6 +80,7 @@ def test_user_layer_verdict_and_diagnosis(factory, options, expected):
     assert identifiers == [expected], str(report)
     assert all(item.fix for item in report.diagnosis)
     assert expected in str(report) and "fix: " in str(report)
+    assert "fix: " in report._repr_html_() and report.to_dict()["diagnosis"][0]["fix"]
 
 
 def test_bool_of_a_report_is_its_verdict():

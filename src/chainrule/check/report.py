@@ -261,12 +261,17 @@ class Report:
             f"<td>{html.escape(row.name)}</td><td>{row.analytic.size}</td>"
             f"<td>{row.max_abs_error:.2e}</td><td>{row.max_rel_error:.2e}</td>"
             f"<td>{'ok' if row.passed else '<b>FAIL</b>'}</td></tr>" for row in self.rows)
-        notes = "".join(f"<p>{html.escape(note)}</p>" for note in self.notes)
+        notes = "".join(f"<p>{html.escape(note)}</p>" for note in [
+            *self.notes, *(f"{row.name}: {row.problem}" for row in self.rows if row.problem)])
+        matrices = "".join(f"<pre>{html.escape(chr(10).join(side_by_side(row)))}</pre>"
+                           for row in self.diagnosed_rows if side_by_side(row))
+        fixes = "".join(f"<p>fix: {html.escape(fix)}</p>" for fix in dict.fromkeys(
+            item.fix for item in self.diagnosis if item.fix))
         return (f"<div><b>{html.escape(self.title)}</b><table><thead><tr><th>check</th>"
                 "<th>entries</th><th>max abs err</th><th>max rel err</th><th>status</th></tr>"
                 f"</thead><tbody>{cells}</tbody></table>{notes}"
                 f"<p>{html.escape(_FORMULA.format(rtol=self._rtol, atol=self._atol))}</p>"
-                f"<p><b>{html.escape(self.summary())}</b></p></div>")
+                f"{matrices}{fixes}<p><b>{html.escape(self.summary())}</b></p></div>")
 
     def to_dict(self) -> dict:
         worst = self.worst
