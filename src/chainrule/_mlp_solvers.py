@@ -116,15 +116,29 @@ def fit_stochastic(estimator: BaseMLP, network: Network, X, Y: np.ndarray,
             warnings.warn(f"batch_size={est.batch_size} is larger than the {n_samples} "
                           "training rows: using batches of all of them", stacklevel=4)
         batch_size = min(est.batch_size, n_samples)
-    order = np.arange(n_samples)
     if not incremental:
         est.n_iter_ = 0
-    epochs = range(est.max_iter)
+    bar = None
     if est.progress and sys.stderr.isatty():
         from tqdm.auto import tqdm  # imported only when a bar is drawn
 
-        epochs = tqdm(epochs, unit="epoch", leave=False)
-    for _ in epochs:
+        bar = tqdm(total=est.max_iter if not incremental else 1, unit="epoch", leave=False)
+    try:
+        _epochs(est, network, X, Y, sample_weight, incremental, validation, batch_size, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    if validation is not None:
+        _restore_best(est)
+
+
+def _epochs(est: BaseMLP, network: Network, X, Y: np.ndarray,
+            sample_weight: np.ndarray | None, incremental: bool, validation: tuple | None,
+            batch_size: int, bar) -> None:
+    """The epoch loop of ``fit_stochastic`` (``bar``: a progress bar to advance, or None)."""
+    n_samples = X.shape[0]
+    order = np.arange(n_samples)
+    for _ in range(est.max_iter):
         if est.shuffle:
             est._random_state.shuffle(order)
         accumulated = 0.0
@@ -143,6 +157,8 @@ def fit_stochastic(estimator: BaseMLP, network: Network, X, Y: np.ndarray,
         est.loss_ = accumulated / n_samples
         est.t_ += n_samples
         est.loss_curve_.append(est.loss_)
+        if bar is not None:
+            bar.update()
         if est.verbose:
             print(f"Iteration {est.n_iter_}, loss = {est.loss_:.8f}")
         _update_no_improvement_count(est, validation)
@@ -161,9 +177,7 @@ def fit_stochastic(estimator: BaseMLP, network: Network, X, Y: np.ndarray,
 
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) reached "
                           "and the optimization hasn't converged yet.", ConvergenceWarning,
-                          stacklevel=4)
-    if validation is not None:
-        _restore_best(est)
+                          stacklevel=5)
 
 
 def _batch_loss(est: BaseMLP, network: Network, X, Y: np.ndarray,
