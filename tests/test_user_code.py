@@ -61,6 +61,10 @@ LAYERS = [
     ("columns Dense += lr·dW", lambda: column_style.DenseSignFlipped(4, 3),
      {"layout": "columns"}, "sign_flipped"),
     ("columns Sigmoid", column_style.Sigmoid, {"layout": "columns"}, None),
+    ("columns Softmax, one (n, 1) column at a time", column_style.Softmax,
+     {"layout": "columns", "per_sample": True}, None),
+    ("columns Softmax at the input, one column at a time", column_style.SoftmaxAtInput,
+     {"layout": "columns", "per_sample": True}, "evaluated_at_input"),
     ("per-sample Neuron", lambda: per_sample.Neuron(4, 3), {"per_sample": True}, None),
     ("dict Affine", lambda: dict_style.Affine(4, 3), {}, None),
 ]

@@ -39,3 +39,28 @@ class Sigmoid:
     def backward(self, output_gradient, learning_rate):
         s = 1 / (1 + np.exp(-self.input))
         return np.multiply(output_gradient, s * (1 - s))
+
+
+class Softmax:
+    """One column vector (n, 1) at a time."""
+
+    def forward(self, input):
+        tmp = np.exp(input)
+        self.output = tmp / np.sum(tmp)
+        return self.output
+
+    def backward(self, output_gradient, learning_rate):
+        n = np.size(self.output)
+        return np.dot((np.identity(n) - self.output.T) * self.output, output_gradient)
+
+
+class SoftmaxAtInput(Softmax):
+    """The Jacobian formula applied to the input instead of the output."""
+
+    def forward(self, input):
+        self.input = input
+        return super().forward(input)
+
+    def backward(self, output_gradient, learning_rate):
+        n = np.size(self.input)
+        return np.dot((np.identity(n) - self.input.T) * self.input, output_gradient)

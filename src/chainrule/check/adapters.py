@@ -200,7 +200,8 @@ def as_layer(obj: object, x: np.ndarray, layout: str = "rows",
     samples = [rows[0]] if per_sample else [rows[:1], rows]
     for attempt, sample in enumerate(samples):
         trial = copy_of(obj)
-        user_x = sample.T if layout == "columns" and not per_sample else sample
+        user_x = sample if layout == "rows" else (
+            sample.reshape(-1, 1) if per_sample else sample.T)  # one sample: a column (n, 1)
         try:
             output, grad_input = _trial(trial, forward, backward, takes, user_x)
             break

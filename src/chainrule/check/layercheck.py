@@ -292,7 +292,8 @@ def check_layer(layer: object, x: np.ndarray, grad_out: np.ndarray | None = None
     different from every width and B = the output width (rows cycled from ``x``;
     ``batch_sizes`` to choose): a failure only at some of them is reported for those.
     ``layout="columns"``: ``x``, outputs and gradients are ``(features, B)``;
-    ``per_sample=True``: the code takes one sample ``(features,)`` at a time. The layer is
+    ``per_sample=True``: the code takes one sample at a time, ``(features,)`` (a column
+    ``(features, 1)`` with ``layout="columns"``). The layer is
     copied (float64), never modified; an exception in it raises
     :class:`~chainrule.check.calls.UserCodeError` (if it raises at every batch size).
 
@@ -301,13 +302,13 @@ def check_layer(layer: object, x: np.ndarray, grad_out: np.ndarray | None = None
     True
     """
     x = as_float64("x", x)
-    if per_sample and x.ndim == 1:
-        x = x[None]
+    if per_sample and x.ndim == 1:  # one sample
+        x = x[:, None] if layout == "columns" else x[None]
     if x.ndim != 2 or x.size == 0:
         expected = "(features, B)" if layout == "columns" else "(B, features)"
         raise ValueError(f"x must be a non-empty batch {expected}, got shape {x.shape}")
     wrapped = copy.deepcopy(as_layer(layer, x, layout, per_sample)).to_float64()
-    rows_x = x.T if layout == "columns" and not per_sample else x
+    rows_x = x.T if layout == "columns" else x
     if grad_out is not None and layout == "columns":
         grad_out = np.asarray(grad_out).T
     label = wrapped.label

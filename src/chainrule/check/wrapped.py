@@ -141,12 +141,16 @@ class WrappedLayer:
                              f"(self.{self.output or 'output'})")
         return result
 
+    def sample(self, row: np.ndarray) -> np.ndarray:
+        """One sample as the code takes it: ``(n,)``, or a column ``(n, 1)``."""
+        return row.reshape(-1, 1) if self.layout == "columns" else row
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         """``(B, n)`` rows -> ``(B, m)`` rows."""
         self._x = x
         if self.per_sample:
-            return np.stack([np.asarray(self._forward_user(row), dtype=np.float64).reshape(-1)
-                             for row in x])
+            return np.stack([np.asarray(self._forward_user(self.sample(row)),
+                                        dtype=np.float64).reshape(-1) for row in x])
         return self._from_user(self._forward_user(self._to_user(x)))
 
     def _backward_user(self, grad: np.ndarray, x: np.ndarray) -> object:
@@ -189,8 +193,8 @@ class WrappedLayer:
             return self._from_user(result)
         results, total = [], {}
         for row, grad in zip(self._x, grad_out, strict=True):  # forward again: its cache
-            self._forward_user(row)
-            result, grads = self._backward_user(grad, row)
+            self._forward_user(self.sample(row))
+            result, grads = self._backward_user(self.sample(grad), self.sample(row))
             result = np.asarray(result, dtype=np.float64)
             results.append(result.reshape(-1) if result.ndim == 2 and 1 in result.shape
                            else result)
