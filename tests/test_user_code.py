@@ -295,3 +295,23 @@ def test_arrays_without_a_gradient_beside_them_are_named_as_not_checked():
     assert "not checked, no gradient found beside them: scale (4,)" in str(report)
     assert not any("not checked" in note for note in cr.check_layer(attribute_style.Dense(4, 3),
                                                                      X).notes)
+
+
+def test_float32_transposed_weights_are_checked_in_float64():
+    class Dense32:
+        def __init__(self):
+            self.W = np.random.default_rng(0).normal(size=(3, 4)).T.astype(np.float32)
+
+        def forward(self, x):
+            self.x = x
+            return x @ self.W
+
+        def backward(self, grad):
+            self.dW = self.x.T @ grad
+            return grad @ self.W.T
+
+    layer = Dense32()
+    report = cr.check_layer(layer, X)
+    assert report and report.rows[1].name == "Dense32 ∂/∂W"
+    assert report.rows[1].max_rel_error < 1e-6  # float64 copies: float32 would be ~1e-3
+    assert layer.W.dtype == np.float32 and not layer.W.flags.c_contiguous

@@ -117,11 +117,13 @@ class WrappedLayer:
         return dict(self._grads)
 
     def to_float64(self) -> WrappedLayer:
-        """Give the parameters float64 dtype (call on a copy; shared arrays stay as given)."""
+        """Give the parameters float64 dtype and C order, so that checks can perturb them
+        entry by entry (call on a copy; arrays given to ``wrap_layer`` stay as given)."""
         for ref in self.param_refs.values():
             value = self._get(ref)
-            if isinstance(value, np.ndarray) and value.dtype != np.float64:
-                self._set(ref, value.astype(np.float64))
+            if isinstance(value, np.ndarray) and (value.dtype != np.float64
+                                                  or not value.flags.c_contiguous):
+                self._set(ref, np.ascontiguousarray(value, dtype=np.float64))
         return self
 
     # --- the protocol -------------------------------------------------------------------------
