@@ -125,3 +125,12 @@ def test_cli_test_size_is_checked(capsys):
 def test_defaults_reach_a_reasonable_accuracy_on_each_small_dataset(data):
     result = experiment.run(experiment.TrainConfig(data=data), verbose=0)
     assert result.test_accuracy >= 0.93
+
+
+def test_auto_is_silent_outside_a_terminal_even_with_jupyter_installed(rng, capsys):
+    pytest.importorskip("ipykernel")  # imported, as a test runner may do; no kernel runs
+
+    X, y = blobs(rng)
+    cr.fit(cr.mlp(4, 8, 3, seed=0), cr.SoftmaxCrossEntropy(), cr.SGD(0.1), X, y, epochs=2,
+           verbose="auto")
+    assert capsys.readouterr().out == ""

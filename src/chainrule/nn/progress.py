@@ -21,7 +21,7 @@ def resolve_verbose(verbose: int | str) -> int:
     """``"auto"``: 2 on a terminal or in a Jupyter kernel, 0 otherwise (tests, pipes, logs);
     an int must be one of ``VERBOSITY``."""
     if verbose == "auto":
-        return 2 if "ipykernel" in sys.modules or _is_terminal(sys.stdout) else 0
+        return 2 if _in_jupyter() or _is_terminal(sys.stdout) else 0
     if isinstance(verbose, bool) or verbose not in VERBOSITY:
         raise ValueError(f"verbose must be 0 (silent), 1 (a line per epoch), 2 (a progress bar) "
                          f"or 'auto'; got verbose={verbose!r}")
@@ -97,3 +97,10 @@ def _is_terminal(stream: object) -> bool:
         return bool(stream is not None and stream.isatty())
     except (AttributeError, ValueError):  # no isatty, or a closed file
         return False
+
+
+def _in_jupyter() -> bool:
+    """Whether this process is a Jupyter kernel (as tqdm.autonotebook tells)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
