@@ -44,6 +44,8 @@ LAYERS = [
     ("attr ReLU relu(z)·g", attribute_style.ReLUTimesOutput, {},
      "output_instead_of_derivative"),
     ("attr Tanh backprop()", attribute_style.Tanh, {}, None),
+    ("out, cache = forward(x); dx, dW, db = backward(dout, cache)",
+     lambda: attribute_style.AffineCache(4, 3), {}, None),
     ("attr LeakyReLU back() -> self.dx", attribute_style.LeakyReLU, {}, "sign_flipped"),
     ("attr Softmax backwards(grad, z)", attribute_style.Softmax, {}, None),
     ("attr Softmax at logits", attribute_style.SoftmaxAtLogits, {}, "evaluated_at_input"),

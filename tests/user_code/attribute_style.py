@@ -178,3 +178,21 @@ class DenseBiasKeepdims(Dense):
         self.dW = self.x.T @ dout
         self.db = np.sum(dout, axis=0, keepdims=True)
         return dout @ self.W.T
+
+
+class AffineCache:
+    """forward returns (out, cache); backward(dout, cache) returns dx, dW, db."""
+
+    def __init__(self, n_in, n_out):
+        rng = np.random.default_rng(5)
+        self.W = rng.standard_normal((n_in, n_out))
+        self.b = rng.standard_normal(n_out)
+
+    def forward(self, x):
+        out = x @ self.W + self.b
+        return out, (x, self.W)
+
+    def backward(self, dout, cache):
+        x, W = cache
+        return dout @ W.T, x.T @ dout, dout.sum(axis=0)
+

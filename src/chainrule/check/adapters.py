@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from chainrule.check.calls import UserCodeError, call_user
-from chainrule.check.wrapped import WrappedLayer, copy_of
+from chainrule.check.wrapped import WrappedLayer, copy_of, split_output
 
 __all__ = ["ConventionError", "as_layer", "backward_arguments"]
 
@@ -29,6 +29,7 @@ GRAD_INPUT_NAMES = ("dinputs", "dinput", "dx", "dX", "grad_input", "input_gradie
 INPUT_NAMES = ("inputs", "input", "x", "X", "z", "Z", "a_prev", "A_prev", "cache")
 KNOWN_PARAMETERS = ("W", "b", "w", "weights", "biases", "weight", "bias", "kernel", "gamma",
                     "beta")
+CACHE_NAMES = ("cache", "caches", "ctx", "saved")
 RATE_NAMES = ("lr", "learning_rate", "rate", "eta", "alpha", "step_size", "learningrate")
 GRADIENT_PREFIXES = ("grad_", "grad", "d_", "d", "g_")
 GRADIENT_SUFFIXES = ("_grads", "_grad", "_gradient", "_gradients", "grad", "_d")
@@ -49,15 +50,17 @@ def _required_positional(function: Callable) -> list[str]:
 
 
 def backward_arguments(backward: Callable, label: str) -> str:
-    """``"grad"``, ``"input"`` or ``"rate"``: what ``backward`` takes after the gradient."""
+    """``"grad"``, ``"input"``, ``"rate"`` or ``"cache"``: what ``backward`` takes after the
+    gradient (``cache``: what ``forward`` returned after its output, ``out, cache``)."""
     names = _required_positional(backward)
     if len(names) <= 1:
         return "grad"
     if len(names) == 2:
-        return "rate" if names[1].lower() in RATE_NAMES else "input"
+        second = names[1].lower()
+        return "rate" if second in RATE_NAMES else "cache" if second in CACHE_NAMES else "input"
     raise ConventionError(f"{label}.backward takes {len(names)} arguments {names}; chainrule "
-                          "calls backward(grad), backward(grad, input) or "
-                          "backward(grad, learning_rate). Map it with wrap_layer(backward=...)")
+                          "calls backward(grad), backward(grad, input), backward(grad, cache) "
+                          "or backward(grad, learning_rate). Map it with wrap_layer(backward=...)")
 
 
 def _stem(name: str) -> str:
@@ -168,9 +171,10 @@ def _trial(obj: object, forward: str, backward: str, takes: str,
             raise _explain(obj, f"{forward}() returned None and stored no output "
                                 "(self.output, self.out, self.A, ...)")
         result = getattr(obj, output)
+    result, cache = split_output(result)
     before = dict(vars(obj))
     grad = np.ones_like(np.asarray(result, dtype=np.float64))
-    argument = {"grad": (), "input": (x,), "rate": (0.0,)}[takes]
+    argument = {"grad": (), "input": (x,), "rate": (0.0,), "cache": (cache,)}[takes]
     grad_input = None
     if call_user(getattr(obj, backward), grad, *argument, name=f"{label}.{backward}") is None:
         grad_input = _stored(obj, GRAD_INPUT_NAMES, before)

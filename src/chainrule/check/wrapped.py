@@ -19,7 +19,7 @@ import numpy as np
 
 from chainrule.check.calls import call_user
 
-__all__ = ["WrappedLayer", "copy_of", "wrap_layer"]
+__all__ = ["WrappedLayer", "copy_of", "split_output", "wrap_layer"]
 
 # A reference to a value of the user's layer: ("attr", name), ("item", dict attribute, key),
 # ("array", ndarray) or ("call", zero-argument callable).
@@ -38,6 +38,15 @@ def copy_of(obj: object, memo: dict | None = None) -> object:
                          "backward=..., params=..., grads=...) with plain functions") from None
 
 
+def split_output(result: object) -> tuple[object, object]:
+    """``(out, cache)`` from a forward that returns ``out, cache`` (else ``(result, None)``);
+    likewise ``(dx, rest)`` from a backward that returns ``dx, dW, db``."""
+    if isinstance(result, tuple | list) and len(result) >= 2 and isinstance(result[0],
+                                                                           np.ndarray):
+        return result[0], tuple(result[1:]) if len(result) > 2 else result[1]
+    return result, None
+
+
 def _rebind(function: object, old: object, new: object) -> object:
     """A method bound to ``old`` bound to ``new`` instead (after a deep copy); else as is."""
     if isinstance(function, types.MethodType) and function.__self__ is old:
@@ -48,9 +57,11 @@ def _rebind(function: object, old: object, new: object) -> object:
 class WrappedLayer:
     """chainrule's layer protocol over a user's layer ``obj`` (see the module docstring).
 
-    ``backward_takes``: ``"grad"``, ``"input"`` (``backward(grad, x)``) or ``"rate"``
+    ``backward_takes``: ``"grad"``, ``"input"`` (``backward(grad, x)``), ``"cache"``
+    (``backward(grad, cache)`` with the cache of ``out, cache = forward(x)``) or ``"rate"``
     (``backward(grad, learning_rate)``, which updates the parameters itself: called with
-    rate 1, the gradient is read from the change, then the parameters are restored).
+    rate 1, the gradient is read from the change, then the parameters are restored). A
+    backward returning ``dx, dW, db`` gives the parameter gradients by position.
     ``unstored``: parameters whose gradient the last ``backward`` left unset.
     """
 
@@ -71,6 +82,7 @@ class WrappedLayer:
         self._grads: dict[str, np.ndarray | None] = {}
         self._markers: dict[str, np.ndarray] = {}
         self._x: np.ndarray | None = None
+        self._cache: object = None
 
     def __repr__(self) -> str:
         return self.label
@@ -141,6 +153,7 @@ class WrappedLayer:
         if result is None:
             raise ValueError(f"{self.label}.forward returned None and stored no output "
                              f"(self.{self.output or 'output'})")
+        result, self._cache = split_output(result)
         return result
 
     def sample(self, row: np.ndarray) -> np.ndarray:
@@ -162,7 +175,8 @@ class WrappedLayer:
                 if isinstance(old, np.ndarray):  # a fresh zero array: unchanged = not stored
                     self._set(ref, np.zeros_like(old, dtype=np.float64))
                     self._markers[name] = self._get(ref)
-        argument = {"grad": (), "input": (x,), "rate": (1.0,)}[self.backward_takes]
+        argument = {"grad": (), "input": (x,), "rate": (1.0,),
+                    "cache": (self._cache,)}[self.backward_takes]
         before = self.params if self.backward_takes == "rate" else {}
         saved = {name: np.array(value, dtype=np.float64) for name, value in before.items()}
         result = call_user(self.backward_fn, grad, *argument, name=f"{self.label}.backward")
@@ -171,6 +185,10 @@ class WrappedLayer:
         if result is None:
             raise ValueError(f"{self.label}.backward returned None and stored no input "
                              f"gradient (self.{self.grad_input or 'dinputs'})")
+        result, returned = split_output(result)  # dx, or dx, dW, db: the rest by position
+        returned = returned if isinstance(returned, tuple) else (returned,)
+        if len(returned) != len(self.param_refs):
+            returned = (None,) * len(self.param_refs)
         grads = {}
         for name, ref in self.param_refs.items():
             if self.backward_takes == "rate":  # θ ← θ - 1·∂L/∂θ, undone
@@ -181,9 +199,9 @@ class WrappedLayer:
             grad_ref = self.grad_refs.get(name)
             value = None if grad_ref is None else self._get(grad_ref)
             marker = self._markers.get(name)
-            untouched = marker is not None and value is marker and not np.any(marker)
-            grads[name] = None if value is None or untouched else np.array(value,
-                                                                           dtype=np.float64)
+            if value is None or (marker is not None and value is marker and not np.any(marker)):
+                value = returned[list(self.param_refs).index(name)]
+            grads[name] = None if value is None else np.array(value, dtype=np.float64)
         return result, grads
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
