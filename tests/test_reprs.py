@@ -70,3 +70,14 @@ def test_history_and_scaler_reprs_dump_no_arrays(rng):
         f"History(300 epochs, loss {history.loss[0]:.4f} → {history.loss[-1]:.4f}, "
         f"accuracy {history.accuracy[0]:.4f} → {history.accuracy[-1]:.4f})")
     assert repr(model.preprocessing) == "Scaler('minmax', 3 features)"
+
+
+@pytest.mark.filterwarnings("ignore:Stochastic Optimizer")  # 5 epochs: not converged
+def test_the_estimators_fitted_model_shows_as_a_table():
+    pytest.importorskip("sklearn")
+    X, y = datasets.load("iris")
+    clf = cr.MLPClassifier((8,), max_iter=5, random_state=0).fit(X, y)
+    model = clf.model_
+    assert model._repr_html_().count("<tr>") == len(model.layers) + 1
+    assert repr(model).startswith("Sequential(Dense(4→8), ReLU(), Dense(8→3);")
+    assert "3 classes: 0, 1, 2" in repr(model)
