@@ -24,8 +24,10 @@ SHAPES = [(1, 1), (7, 13), (33, 3), (2, 257)]
 
 
 def _on(backend: str, monkeypatch) -> None:
+    """Dispatch every kernel call to ``backend``, whatever the array's size."""
     compiled = kernels._compile() if backend == "numba" else None
     monkeypatch.setattr(kernels, "_compiled", lambda: compiled)
+    monkeypatch.setattr(kernels, "SMALLEST_COMPILED", 0)
 
 
 def both(monkeypatch, function, *args_factory):
@@ -191,6 +193,8 @@ def test_compiled_per_parameter_steps_equal_numpys_flat_path(make, dtype, rng, m
     for backend in ("numpy", "numba"):
         _on(backend, monkeypatch)
         model, optimizer = cr.mlp(5, [7, 6], 3, seed=0, dtype=dtype), make()
+        if backend == "numba":
+            optimizer._FLAT_LIMIT = 0  # a model this small is otherwise optimised flat
         cr.fit(model, cr.SoftmaxCrossEntropy(), optimizer, X, y, epochs=3, batch_size=16,
                seed=1, verbose=0)
         assert (optimizer._flat is not None) == (backend == "numpy")
@@ -206,15 +210,28 @@ def _run(code: str, **environment: str) -> subprocess.CompletedProcess:
                           env={**os.environ, **environment})
 
 
-def test_numba_is_imported_on_the_first_kernel_call_only():
+def test_numba_is_imported_on_the_first_large_kernel_call_only():
     code = ("import sys, numpy as np, chainrule as cr; from chainrule.nn import kernels; "
-            "print('numba' in sys.modules); cr.ReLU().forward(np.ones((2, 2))); "
             "print('numba' in sys.modules); "
-            "kernels.relu_backward(np.ones((2, 2)), np.ones((2, 2))); "
+            "small = np.ones((2, kernels.SMALLEST_COMPILED // 2 - 1)); "
+            "cr.fit(cr.mlp(3, [4], 2), cr.SoftmaxCrossEntropy(), cr.Adam(), np.ones((6, 3)), "
+            "np.arange(6) % 2, epochs=2, verbose=0); "
+            "kernels.relu_backward(small, small); print('numba' in sys.modules); "
+            "large = np.ones((2, kernels.SMALLEST_COMPILED // 2)); "
+            "kernels.relu_backward(large, large); "
             "print('numba' in sys.modules, kernels.backend())")
     result = _run(code, CHAINRULE_KERNELS="")  # the default: numba when installed
     expected = "True numba" if HAS_NUMBA else "False numpy"
     assert result.stdout.split("\n")[:3] == ["False", "False", expected], result.stderr
+
+
+@pytest.mark.parametrize("size", [kernels.SMALLEST_COMPILED - 1, kernels.SMALLEST_COMPILED])
+def test_both_sides_of_the_size_threshold_agree(size, rng):
+    """Left to dispatch itself: NumPy below the threshold, numba (when installed) from it."""
+    a = cr.softmax(rng.normal(size=(1, size)))
+    g = rng.normal(size=(1, size))
+    np.testing.assert_allclose(kernels.softmax_vjp(a, g), kernels._softmax_vjp_numpy(a, g),
+                               **_tolerance(np.float64, size))
 
 
 def test_chainrule_kernels_numpy_forces_the_reference():

@@ -25,8 +25,12 @@ COPIES = [copy.deepcopy, lambda thing: pickle.loads(pickle.dumps(thing))]
 
 @pytest.fixture(params=BACKENDS)
 def backend(request, monkeypatch):
+    """numpy: the flat-vector path of small models; numba: the compiled per-parameter one."""
     compiled = kernels._compile() if request.param == "numba" else None
     monkeypatch.setattr(kernels, "_compiled", lambda: compiled)
+    if request.param == "numba":
+        monkeypatch.setattr(kernels, "SMALLEST_COMPILED", 0)
+        monkeypatch.setattr(cr.Optimizer, "_FLAT_LIMIT", 0)
     return request.param
 
 

@@ -1,8 +1,9 @@
 """Fused kernels for the training path: a plain NumPy reference and a numba version of each.
 
 Each public function here dispatches: to its numba version when numba is installed (the
-``chainrule[fast]`` extra), else to its NumPy reference; ``CHAINRULE_KERNELS=numpy`` forces
-the reference. numba is imported on the first call that uses it, never by ``import chainrule``.
+``chainrule[fast]`` extra) and the array has at least ``SMALLEST_COMPILED`` entries, else to
+its NumPy reference; ``CHAINRULE_KERNELS=numpy`` forces the reference. numba is imported on
+the first call that uses it, never by ``import chainrule``.
 
 The numba versions are the plain loops below each reference, compiled serially
 (``parallel=False``: on a few cores numba's thread pool fights OpenBLAS's for them) and cached
@@ -26,15 +27,23 @@ __all__ = ["adam_step", "backend", "relu_backward", "sgd_step", "softmax_cross_e
 
 
 def backend() -> str:
-    """``"numba"`` when the compiled kernels are in use, else ``"numpy"``."""
+    """``"numba"`` when the compiled kernels are in use (for arrays of at least
+    ``SMALLEST_COMPILED`` entries), else ``"numpy"``. Loads numba if it is installed."""
     return "numpy" if _compiled() is None else "numba"
+
+
+# Arrays smaller than this stay on the NumPy reference even with numba installed: there a
+# NumPy call costs microseconds, while loading numba costs ~0.5 s per process (and compiling
+# the kernels ~1-2 s once after installing), which a small model such as `chainrule train`'s
+# digits network never earns back. Every kernel is tested on both sides of it.
+SMALLEST_COMPILED = 1 << 14
 
 
 # --- ReLU backward: ∂L/∂x = g where y > 0, else 0 ------------------------------------------
 
 def relu_backward(grad_out: np.ndarray, output: np.ndarray) -> np.ndarray:
     """``g ⊙ [y > 0]`` for ReLU's output ``y``; 0 where the unit is off, even for inf/NaN ``g``."""
-    compiled = _compiled()
+    compiled = _compiled_for(grad_out)
     if compiled is None or not _same_float_dtype(grad_out, output) or grad_out.ndim != 2:
         return _relu_backward_numpy(grad_out, output)
     grad_in = np.empty_like(grad_out, order="C")
@@ -62,7 +71,7 @@ def _relu_backward_loops(grad_out, output, grad_in):
 def softmax_vjp(a: np.ndarray, g: np.ndarray) -> np.ndarray:
     """``a ⊙ (g - ⟨g, a⟩)`` row by row (classes on the last axis), ``(..., C)``."""
     a, g = np.asarray(a), np.asarray(g)
-    compiled = _compiled()
+    compiled = _compiled_for(a)
     if compiled is None or not _same_float_dtype(a, g) or a.shape != g.shape or a.ndim == 0:
         return _softmax_vjp_numpy(a, g)
     a_rows, g_rows = a.reshape(-1, a.shape[-1]), g.reshape(-1, g.shape[-1])
@@ -98,7 +107,7 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray,
     None when some row's max is not finite (NaN, +inf, or every logit -inf): the caller
     reports it. A ``-inf`` logit is a masked class: ``p = 0``, and ``-inf`` when picked.
     """
-    compiled = _compiled()
+    compiled = _compiled_for(logits)
     if compiled is None or logits.dtype not in _FLOATS:
         return _softmax_cross_entropy_numpy(logits, labels, norm)
     # The reference's unshifted case in three passes: a bound check (numba), the exponential
@@ -189,7 +198,7 @@ def sgd_step(param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray], 
              momentum: float, nesterov: bool, weight_decay: float) -> None:
     """SGD in place: ``g ← g + λ p``; ``v ← μ v + g``; ``p ← p - lr·v`` (Nesterov: ``p ← p -
     lr·(g + μ v)``); without momentum ``p ← p - lr·g``. ``state`` from ``SGD._new_state``."""
-    compiled = _compiled()
+    compiled = _compiled_for(param)
     if compiled is None or not _in_place_ok(param, grad, state["velocity"]):
         _sgd_step_numpy(param, grad, state, lr, momentum, nesterov, weight_decay)
         return
@@ -239,7 +248,7 @@ def adam_step(param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray],
               betas: tuple[float, float], eps: float, weight_decay: float) -> None:
     """Adam in place (``t`` advanced first): ``m ← β1 m + (1-β1) g``, ``v ← β2 v + (1-β2) g²``,
     ``p ← p - lr/(1-β1ᵗ) · m / (√v / √(1-β2ᵗ) + eps)``. ``state`` from ``Adam._new_state``."""
-    compiled = _compiled()
+    compiled = _compiled_for(param)
     if compiled is None or not _in_place_ok(param, grad, state["m"], state["v"]):
         _adam_step_numpy(param, grad, state, lr, betas, eps, weight_decay)
         return
@@ -312,15 +321,25 @@ def _decayed(grad: np.ndarray, param: np.ndarray, weight_decay: float,
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def _same_float_dtype(*arrays: np.ndarray) -> bool:
-    return arrays[0].dtype in _FLOATS and all(a.dtype == arrays[0].dtype for a in arrays)
+def _same_float_dtype(first: np.ndarray, second: np.ndarray) -> bool:
+    return first.dtype in _FLOATS and second.dtype == first.dtype
 
 
-def _in_place_ok(param: np.ndarray, grad: np.ndarray, *state: np.ndarray) -> bool:
-    """The compiled steps walk flat memory: every array one float dtype, one shape, contiguous."""
-    arrays = (param, grad, *state)
-    return (_same_float_dtype(*arrays) and all(a.shape == param.shape for a in arrays)
-            and all(a.flags.c_contiguous for a in arrays) and param.flags.writeable)
+def _in_place_ok(param: np.ndarray, *others: np.ndarray) -> bool:
+    """The compiled steps walk flat memory: every array one float dtype, one shape, contiguous
+    (and ``param`` writeable). Plain checks, no generators: this runs per parameter per step."""
+    dtype, shape = param.dtype, param.shape
+    if dtype not in _FLOATS or not (param.flags.c_contiguous and param.flags.writeable):
+        return False
+    for other in others:
+        if other.dtype != dtype or other.shape != shape or not other.flags.c_contiguous:
+            return False
+    return True
+
+
+def _compiled_for(array: np.ndarray) -> SimpleNamespace | None:
+    """The compiled loops for a kernel call on ``array``: None when it is small."""
+    return None if array.size < SMALLEST_COMPILED else _compiled()
 
 
 @functools.cache

@@ -24,8 +24,8 @@ class Optimizer:
 
     # Up to this many parameters in all (of one dtype), the rule runs once on all of them as
     # one flat vector instead of once per parameter: its dozen ufunc calls per parameter are
-    # most of a small network's step. ``state`` then holds views of the flat arrays. Only
-    # for the NumPy kernels: a compiled kernel does one pass per parameter, no dozen calls.
+    # most of a small network's step. ``state`` then holds views of the flat arrays. (Larger
+    # models take the per-parameter kernels: compiled, each is one pass, no dozen calls.)
     _FLAT_LIMIT = 1 << 16
 
     def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
@@ -59,8 +59,7 @@ class Optimizer:
         entries = [(key, param, grad) for (key, param), (_, grad)
                    in zip(model.named_parameters(), model.named_grads(), strict=True)]
         layout = [(key, param.shape, param.dtype) for key, param, _ in entries]
-        if (kernels.backend() == "numpy" and entries
-                and len({dtype for _, _, dtype in layout}) == 1
+        if (entries and len({dtype for _, _, dtype in layout}) == 1
                 and sum(param.size for _, param, _ in entries) <= self._FLAT_LIMIT):
             self._step_flat(entries, layout)
             return
