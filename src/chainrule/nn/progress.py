@@ -28,7 +28,7 @@ def resolve_verbose(verbose: int | str) -> int:
     return int(verbose)
 
 
-def format_metrics(metrics: dict[str, float]) -> str:
+def _format_metrics(metrics: dict[str, float]) -> str:
     """``loss: 0.1234 - accuracy: 0.9700`` (Keras's layout)."""
     return " - ".join(f"{name}: {value:.4f}" for name, value in metrics.items())
 
@@ -62,11 +62,11 @@ class EpochReport:
         """Leave the epoch's metrics and time on screen."""
         seconds = time.perf_counter() - self._start
         if self._bar is not None:
-            self._bar.set_postfix_str(format_metrics(metrics), refresh=False)  # close draws it
+            self._bar.set_postfix_str(_format_metrics(metrics), refresh=False)  # close draws it
             self._bar.close()
             self._bar = None
         elif self.verbose == 1:
-            print(f"epoch {epoch + 1}/{self.epochs} - {format_metrics(metrics)} - "
+            print(f"epoch {epoch + 1}/{self.epochs} - {_format_metrics(metrics)} - "
                   f"{seconds:.2f} s", flush=True)
 
     def close(self) -> None:
