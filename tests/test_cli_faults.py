@@ -144,3 +144,12 @@ def test_full_stdout_is_one_line(tmp_path):
 def test_closed_stderr_keeps_errors_off_stdout():
     result = run_cli("train", "--data", "no-such-data", close=2)
     assert result.returncode == 2 and result.stdout == ""
+
+
+def test_ctrl_c_in_any_command_is_one_line(monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "check_network", interrupted)
+    assert main(["check"]) == 130
+    assert capsys.readouterr().err == "chainrule check: interrupted\n"

@@ -9,8 +9,9 @@ import pytest
 from sklearn.datasets import load_iris
 
 import chainrule as cr
+from chainrule.nn.divergence import RUNAWAY_FACTOR
+from chainrule.nn.divergence import loss_problem as _loss_problem
 from chainrule.nn.errors import NonFiniteError
-from chainrule.nn.training import RUNAWAY_FACTOR, _loss_problem
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def test_runaway_finite_loss_stops_at_the_first_runaway_batch(iris):
     initial = model.get_weights()
     with pytest.raises(FloatingPointError, match=r"epoch 1, batch 2: the loss reached .* over "
                                                  r"1e\+06 times the first epoch's mean batch "
-                                                 r"loss .* \(runaway\)"):
+                                                 r"loss .* \(taken as at least 1\): runaway"):
         cr.fit(model, cr.SoftmaxCrossEntropy(), cr.SGD(1e6), X, y, epochs=3, seed=0,
                verbose=0)
     for key, value in initial.items():  # back at the start of epoch 1, not at |W| ~ 1e19
@@ -204,3 +205,15 @@ def test_softmax_cross_entropy_with_logits_near_the_float_limit():
     torch = pytest.importorskip("torch")
     expected = torch.nn.functional.cross_entropy(torch.tensor(logits[:1]), torch.tensor([1]))
     assert loss(logits[:1], np.array([1])) == float(expected) == 1e308
+
+
+def test_overflow_on_the_validation_data_is_reported_as_divergence(iris):
+    X, y = iris
+    X_val = np.full((10, 4), 1e308)  # finite, but the hidden layer overflows on it
+    model = cr.mlp(4, [16], 3, seed=0)
+    initial = model.get_weights()
+    with pytest.raises(FloatingPointError, match=r"at epoch 1, on the validation data: layer 2"):
+        cr.fit(model, cr.SoftmaxCrossEntropy(), cr.SGD(0.01), X, y, epochs=2,
+               validation_data=(X_val, y[:10]), verbose=0)
+    for key, value in initial.items():
+        np.testing.assert_array_equal(model.params[key], value)

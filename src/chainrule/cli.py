@@ -465,6 +465,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FloatingPointError as error:  # the training diverged
         _note(f"chainrule {args.command}: error: {error}")
         return 1
+    except KeyboardInterrupt:  # Ctrl-C (train says what it kept itself)
+        _note(f"chainrule {args.command}: interrupted")
+        return 130
     except UserCodeError as error:  # the user's own code (check-jacobian, check-layer) raised
         _note(f"chainrule {args.command}: your code raised: {error}")
         return 3

@@ -9,6 +9,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from chainrule.nn.divergence import (
+    diverged,
+    loss_problem,
+    non_finite_params,
+    overflow_before_training,
+    params_finite,
+)
 from chainrule.nn.errors import NonFiniteError, at_layer
 from chainrule.nn.losses import Loss
 from chainrule.nn.network import Sequential
@@ -89,11 +96,6 @@ def _check_instance(value: object, base: type, argument: str) -> None:
                         f"{value.__name__}()")
 
 
-# A batch loss above RUNAWAY_FACTOR times the first epoch's mean batch loss (taken as at
-# least 1) is runaway divergence, as is one beyond float32's range: healthy training moves
-# within a few orders of magnitude of where it starts (digits: 2.3 down to 5e-8, back up to 9).
-RUNAWAY_FACTOR = 1e6
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 # Divergence is detected and reported as one FloatingPointError (below), so NumPy's
@@ -129,12 +131,13 @@ def fit(
     1 or 2 a last line says how training ended (``history.note``). Keras numbers 1 and 2 the
     other way round.
 
-    Divergence — a NaN or infinite value anywhere, or a runaway batch loss (see
-    ``RUNAWAY_FACTOR``) — raises ``FloatingPointError`` naming epoch, batch and what went
-    wrong, with the model at finite parameters: the best weights when ``patience`` tracks
-    them, else those from the start of that epoch. On ``KeyboardInterrupt`` the best weights
-    are restored likewise (when tracked; else the model keeps its current weights) and the
-    interrupt is re-raised; either exception carries the epochs so far as ``.history``.
+    Divergence — a NaN or infinite value anywhere, or a runaway batch loss
+    (``chainrule.nn.divergence.RUNAWAY_FACTOR``) — raises ``FloatingPointError`` naming
+    epoch, batch and what went wrong, with the model at finite parameters: the best weights
+    when ``patience`` tracks them, else those from the start of that epoch. On
+    ``KeyboardInterrupt`` the best weights are restored likewise (when tracked; else the
+    model keeps its current weights) and the interrupt is re-raised; either exception
+    carries the epochs so far as ``.history``.
 
     >>> from chainrule import Dense, SGD, SoftmaxCrossEntropy
     >>> model = Sequential([Dense(2, 2, seed=0)])
@@ -204,29 +207,26 @@ def fit(
                 try:
                     output = model.forward(xb)
                     batch_loss = loss.forward(output, yb)
-                    problem = _loss_problem(batch_loss, first_epoch_losses)
+                    problem = loss_problem(batch_loss, first_epoch_losses)
                     if problem is None:
                         _backward_to_params(model, loss.backward(), first_trainable)
                 except NonFiniteError as error:  # X is finite: the training diverged
                     problem = str(error)
                 if problem is not None:
                     if epoch == 0 and batch_index == 0:
-                        _overflow_before_training(model, xb, problem)
-                    _diverged(model, best_weights if best_weights is not None else snapshot,
-                              f"epoch {epoch + 1}, batch {batch_index + 1}: {problem}",
-                              history, history.best_epoch if best_weights is not None else None,
-                              epoch)
+                        overflow_before_training(model, xb, problem)
+                    diverged(model, f"epoch {epoch + 1}, batch {batch_index + 1}: {problem}",
+                             history, best_weights, snapshot, epoch)
                 if epoch == 0:
                     first_epoch_losses.append(batch_loss)
                 optimizer.step(model)
                 total_loss += batch_loss * len(xb) if loss.reduction == "mean" else batch_loss
                 correct += _n_correct(output, yb)
                 report.batch_done(total_loss / (begin + len(xb)))
-            if not _params_finite(model):
-                _diverged(model, best_weights if best_weights is not None else snapshot,
-                          f"epoch {epoch + 1}, after its last batch: parameters "
-                          f"{_non_finite_params(model)} became non-finite", history,
-                          history.best_epoch if best_weights is not None else None, epoch)
+            if not params_finite(model):
+                diverged(model, f"epoch {epoch + 1}, after its last batch: parameters "
+                                f"{non_finite_params(model)} became non-finite", history,
+                         best_weights, snapshot, epoch)
             if epoch == 0:
                 first_epoch_losses[:] = [float(np.mean(first_epoch_losses))]
             history.epoch.append(epoch)
@@ -235,7 +235,14 @@ def fit(
                 history.history["accuracy"].append(correct / len(X))
             monitored = history.loss[-1]
             if validation is not None:
-                val_loss, val_accuracy = _evaluate_prepared(model, loss, *validation)
+                try:
+                    val_loss, val_accuracy = _evaluate_prepared(model, loss, *validation)
+                    problem = None if math.isfinite(val_loss) else f"the loss is {val_loss}"
+                except NonFiniteError as error:  # finite weights, overflowing activations
+                    problem = str(error)
+                if problem is not None:
+                    diverged(model, f"epoch {epoch + 1}, on the validation data: {problem}",
+                             history, best_weights, snapshot, epoch)
                 history.history["val_loss"].append(val_loss)
                 history.history["val_accuracy"].append(val_accuracy)
                 monitored = val_loss
@@ -368,56 +375,3 @@ def _finite_inputs(X: np.ndarray, name: str) -> np.ndarray:
         row, col = np.argwhere(~np.isfinite(X))[0]
         raise ValueError(f"fit: {name}[{row}, {col}] is {X[row, col]}; inputs must be finite")
     return X
-
-
-def _loss_problem(batch_loss: float, first_epoch_losses: list[float]) -> str | None:
-    """What is wrong with ``batch_loss`` (non-finite or runaway), or None.
-
-    The reference is the first epoch's mean batch loss (during it, of its batches so far).
-    """
-    if not math.isfinite(batch_loss):
-        return f"the loss became {batch_loss}"
-    if batch_loss > _FLOAT32_MAX:
-        return f"the loss reached {batch_loss:.3g}, beyond float32's range (runaway)"
-    if first_epoch_losses:
-        reference = sum(first_epoch_losses) / len(first_epoch_losses)
-        if batch_loss > RUNAWAY_FACTOR * max(reference, 1.0):
-            return (f"the loss reached {batch_loss:.3g}, over {RUNAWAY_FACTOR:.0e} times the "
-                    f"first epoch's mean batch loss {reference:.3g} (runaway)")
-    return None
-
-
-def _params_finite(model: Sequential) -> bool:
-    # A sum is NaN or inf when any entry is (or, rarely, when huge entries overflow it).
-    return all(np.isfinite(np.sum(param)) or np.isfinite(param).all()
-               for param in model.params.values())
-
-
-def _non_finite_params(model: Sequential) -> str:
-    return ", ".join(key for key, param in model.params.items() if not np.isfinite(param).all())
-
-
-def _overflow_before_training(model: Sequential, xb: np.ndarray, problem: str) -> None:
-    """The first batch's forward pass is not finite before any update: the inputs or the
-    initial weights are too large, which is no divergence but a ``ValueError``."""
-    largest_param = max((float(np.abs(param).max()) for param in model.params.values()),
-                        default=0.0)
-    raise ValueError(f"fit: the first batch gives a non-finite result before any update "
-                     f"({problem}); largest |input| {np.abs(xb).max():.3g}, largest |parameter| "
-                     f"{largest_param:.3g}: scale the inputs (scaling='standard')")
-
-
-def _diverged(model: Sequential, weights: dict[str, np.ndarray], what: str, history: History,
-              best_epoch: int | None, epoch: int) -> None:
-    """Raise ``FloatingPointError`` (with ``.history``), leaving the model at ``weights``:
-    the best ones (from ``best_epoch``) or those from the start of ``epoch`` (0-based)."""
-    bad = _non_finite_params(model)
-    if bad and "parameters" not in what:
-        what += f"; non-finite parameters: {bad}"
-    model.set_weights(weights)
-    where = (f"restored to its best weights (epoch {best_epoch + 1})" if best_epoch is not None
-             else f"restored to its weights from the start of epoch {epoch + 1}")
-    error = FloatingPointError(f"fit: training diverged at {what}; the model is {where}, all "
-                               "finite (lower the learning rate?)")
-    error.history = history
-    raise error
