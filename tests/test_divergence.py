@@ -174,13 +174,14 @@ def test_checkpoint_holds_the_best_epoch(rng, tmp_path):
     assert history.best_epoch == int(np.argmin(history.loss))
 
 
-def test_closed_stderr_does_not_break_the_progress_bar(rng, monkeypatch):
+def test_closed_standard_streams_do_not_break_fit(rng, monkeypatch):
     monkeypatch.setattr(sys, "stderr", None)  # what Python sets for `2>&-`
-    monkeypatch.setattr(sys, "stdout", None)  # where the bar goes, and `>&-`
+    monkeypatch.setattr(sys, "stdout", None)  # and for `>&-`
     X = rng.normal(size=(20, 4))
-    history = cr.fit(cr.mlp(4, [4], 3, seed=0), cr.SoftmaxCrossEntropy(), cr.SGD(0.1), X,
-                     np.arange(20) % 3, epochs=2, verbose="auto")
-    assert len(history.loss) == 2
+    for verbose in ("auto", 1, 2):
+        history = cr.fit(cr.mlp(4, [4], 3, seed=0), cr.SoftmaxCrossEntropy(), cr.SGD(0.1), X,
+                         np.arange(20) % 3, epochs=2, verbose=verbose)
+        assert len(history.loss) == 2
 
 
 def test_mse_refuses_non_finite_values_and_overflow():

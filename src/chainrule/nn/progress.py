@@ -21,7 +21,8 @@ def resolve_verbose(verbose: int | str) -> int:
     """``"auto"``: 2 on a terminal or in a Jupyter kernel, 0 otherwise (tests, pipes, logs);
     an int must be one of ``VERBOSITY``."""
     if verbose == "auto":
-        return 2 if _in_jupyter() or _is_terminal(sys.stdout) else 0
+        in_jupyter = _in_jupyter() and sys.stdout is not None  # None: closed (`>&-`)
+        return 2 if in_jupyter or _is_terminal(sys.stdout) else 0
     if isinstance(verbose, bool) or verbose not in VERBOSITY:
         raise ValueError(f"verbose must be 0 (silent), 1 (a line per epoch), 2 (a progress bar) "
                          f"or 'auto'; got verbose={verbose!r}")
@@ -45,7 +46,7 @@ class EpochReport:
     def batches(self, epoch: int, batches: Sequence[int]) -> Sequence[int]:
         """The epoch's batch starts; opens its bar at verbose 2 and starts its clock."""
         self._start = time.perf_counter()
-        if self.verbose == 2:
+        if self.verbose == 2 and sys.stdout is not None:  # None: closed (`>&-`)
             # Not wrapping `batches`: tqdm closes such a bar as the loop ends, before the
             # epoch's validation metrics are known.
             self._bar = _tqdm()(total=len(batches), desc=f"epoch {epoch + 1}/{self.epochs}",
