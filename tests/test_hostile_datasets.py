@@ -164,3 +164,15 @@ def test_numeric_header_row_is_a_header(tmp_path):
     np.testing.assert_array_equal(load_inputs(path, 2), [[0.5, 1.5], [2.5, 3.5]])
     path.write_text("1,2,cat\n3,4,dog\n")  # string labels: the first row is data
     assert load(path)[1].tolist() == ["cat", "dog"]
+
+
+def test_unreadable_dataset_is_one_line(tmp_path, monkeypatch):
+    path = tmp_path / "data.csv"
+    path.write_text("1,2,0\n")
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(type(path), "open", refuse)
+    with pytest.raises(ValueError, match=r"data\.csv: cannot be read: Permission denied"):
+        load(path)

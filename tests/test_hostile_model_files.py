@@ -211,3 +211,15 @@ def test_save_refuses_what_load_would_reject(tmp_path):
         bad.save(path)
     assert path.read_bytes() == good_bytes
 
+
+
+def test_permission_denied_is_reported_as_such(tmp_path, monkeypatch):
+    """Without root: os.open refusing the file as it does for a chmod 000 file."""
+    path = every_layer_model().save(tmp_path / "m.safetensors")
+
+    def refuse(name, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(name))
+
+    monkeypatch.setattr(tensorfile.os, "open", refuse)
+    with pytest.raises(ValueError, match=r"m\.safetensors: permission denied \(the file exists"):
+        cr.load(path)
