@@ -257,3 +257,17 @@ def test_adam_step_divides_by_zero_like_numpy(dtype, monkeypatch):
         finals.append(param)
     assert np.isnan(finals[0]).sum() == 3
     np.testing.assert_array_equal(finals[1], finals[0])
+
+
+@needs_numba
+def test_kernels_compile_without_a_writable_cache_folder(monkeypatch, rng):
+    """Where numba finds no folder to cache in, the kernels compile uncached, not fail."""
+    from numba.core import caching
+
+    monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])
+    compiled = kernels._compile.__wrapped__()
+    assert isinstance(compiled.relu_backward._cache, caching.NullCache)
+    grad, output = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+    grad_in = np.empty_like(grad)
+    compiled.relu_backward(grad, output, grad_in)
+    np.testing.assert_array_equal(grad_in, np.where(output > 0, grad, 0))

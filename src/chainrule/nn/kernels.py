@@ -362,21 +362,28 @@ def _compiled() -> SimpleNamespace | None:
 @functools.cache
 def _compile() -> SimpleNamespace:
     """Wrap the loops with ``numba.njit``: each compiles on its first call per dtype and
-    layout, into numba's on-disk cache (later processes load it). ImportError without numba."""
+    layout, into numba's on-disk cache (later processes load it), or without a cache where no
+    folder for it is writable. ImportError without numba."""
     import numba
 
-    # error_model="numpy": x / 0 is ±inf or NaN as in NumPy, not a ZeroDivisionError.
-    exact = numba.njit(cache=True, nogil=True, error_model="numpy")
+    def jit(loops, **options):
+        # error_model="numpy": x / 0 is ±inf or NaN as in NumPy, not a ZeroDivisionError.
+        options = {"nogil": True, "error_model": "numpy", **options}
+        try:
+            return numba.njit(cache=True, **options)(loops)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            return numba.njit(**options)(loops)
+
     # Reassociating the row sums lets LLVM vectorise them; they then round like any
     # reordered sum (tested against the reference to float rounding).
-    summing = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc"})
+    summing = {"fastmath": {"reassoc"}}
     return SimpleNamespace(
-        relu_backward=exact(_relu_backward_loops),
-        softmax_vjp=summing(_softmax_vjp_loops),
-        all_at_most=exact(_all_at_most_loops),
-        normalise_minus_onehot=summing(_normalise_minus_onehot_loops),
-        sgd_step=exact(_sgd_step_loops),
-        adam_step=exact(_adam_step_loops),
+        relu_backward=jit(_relu_backward_loops),
+        softmax_vjp=jit(_softmax_vjp_loops, **summing),
+        all_at_most=jit(_all_at_most_loops),
+        normalise_minus_onehot=jit(_normalise_minus_onehot_loops, **summing),
+        sgd_step=jit(_sgd_step_loops),
+        adam_step=jit(_adam_step_loops),
     )
 
 
