@@ -6,7 +6,7 @@ views. Element-wise kernels and optimizer steps must agree exactly; kernels that
 sum agree to the dtype's rounding. The numba half skips when numba is not installed.
 """
 
-import importlib.util
+import importlib
 import os
 import subprocess
 import sys
@@ -17,7 +17,16 @@ import pytest
 import chainrule as cr
 from chainrule.nn import kernels
 
-HAS_NUMBA = importlib.util.find_spec("numba") is not None
+
+def _importable(name: str) -> bool:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        return False
+    return True
+
+
+HAS_NUMBA = _importable("numba")
 needs_numba = pytest.mark.skipif(not HAS_NUMBA, reason="numba is not installed")
 DTYPES = [np.float32, np.float64]
 SHAPES = [(1, 1), (7, 13), (33, 3), (2, 257)]
