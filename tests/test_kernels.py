@@ -292,3 +292,21 @@ def test_once_loaded_the_bit_exact_kernels_run_at_any_size(monkeypatch):
     assert kernels._compiled_for(small, bit_exact=True) is compiled
     assert kernels._compiled_for(small) is None
     assert kernels._compiled_for(np.ones(kernels.SMALLEST_COMPILED)) is compiled
+
+
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("numba", marks=needs_numba)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_cross_entropy_at_the_overflow_bound_stays_finite(backend, dtype, monkeypatch):
+    """Every logit at the unshifted path's bound, rounded to the dtype: neither a row sum nor
+    it times B may overflow (it did: the sums times B), so every loss term is -log C and the
+    gradient (1/C - onehot) / B; and just above the bound (the shifted path), the same."""
+    _on(backend, monkeypatch)
+    n_classes = 10
+    bound = kernels._exp_limits(np.dtype(dtype), n_classes * 4)[0]
+    logits = np.full((4, n_classes), bound, dtype=dtype)
+    expected = np.full((4, n_classes), 1 / n_classes / 4)
+    expected[np.arange(4), np.arange(4)] -= 1 / 4
+    for shift in (0, 2):
+        picked, grad = kernels.softmax_cross_entropy(logits + dtype(shift), np.arange(4), 4)
+        np.testing.assert_allclose(picked, -np.log(n_classes), rtol=1e-5)
+        np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-7)

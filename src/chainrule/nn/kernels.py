@@ -115,7 +115,7 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray,
     # log-probabilities, normalising and the one-hot (numba). Large or very negative logits,
     # NaN and ±inf go to the reference, which shifts by the row max (a reduction LLVM does
     # not vectorise in numba) and reports the rows it cannot handle.
-    largest_logit, smallest_sum = _exp_limits(logits.dtype, logits.shape[1])
+    largest_logit, smallest_sum = _exp_limits(logits.dtype, logits.shape[1] * norm)
     if compiled.all_at_most(logits, logits.dtype.type(largest_logit)):
         probs = np.exp(logits)
         picked = np.empty(len(logits), dtype=logits.dtype)
@@ -138,7 +138,7 @@ def _softmax_cross_entropy_numpy(logits: np.ndarray, labels: np.ndarray,
     """
     rows = _arange(len(labels))
     ones = _ones(logits.shape[1], logits.dtype)
-    largest_logit, smallest_sum = _exp_limits(logits.dtype, logits.shape[1])
+    largest_logit, smallest_sum = _exp_limits(logits.dtype, logits.shape[1] * norm)
     unshifted = False
     # NaN fails the first test; +inf and rows all -inf fail one of the two.
     if np.maximum.reduce(logits, axis=None) <= largest_logit:
@@ -408,9 +408,10 @@ def _ones(length: int, dtype: np.dtype) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=64)
-def _exp_limits(dtype: np.dtype, n_classes: int) -> tuple[float, float]:
-    """``(log(max / C), tiny / eps)`` of ``dtype``: with every logit at most the first, neither
-    ``exp(z)`` nor a row sum of ``C`` of them overflows; row sums at least the second lost
-    nothing to underflow that their precision could hold."""
+def _exp_limits(dtype: np.dtype, terms: int) -> tuple[float, float]:
+    """``(log(max / terms) - 1, tiny / eps)`` of ``dtype``: with every logit at most the first,
+    neither ``exp(z)`` nor a row sum of ``C`` of them times the normaliser (``terms = C·N``)
+    overflows (the margin of 1 covers the bound's own rounding to ``dtype``); row sums at
+    least the second lost nothing to underflow that their precision could hold."""
     limits = np.finfo(dtype)
-    return float(np.log(limits.max / n_classes)), float(limits.tiny / limits.eps)
+    return float(np.log(limits.max / terms)) - 1, float(limits.tiny / limits.eps)
