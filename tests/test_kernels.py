@@ -282,18 +282,6 @@ def test_kernels_compile_without_a_writable_cache_folder(monkeypatch, rng):
     np.testing.assert_array_equal(grad_in, np.where(output > 0, grad, 0))
 
 
-@needs_numba
-def test_once_loaded_the_bit_exact_kernels_run_at_any_size(monkeypatch):
-    """Optimizer steps equal the reference bit for bit, so once numba is loaded a bias takes
-    the compiled step too; kernels that reorder sums keep the size threshold."""
-    compiled = kernels._compile()
-    monkeypatch.setattr(kernels, "_compiled", lambda: compiled)
-    small = np.ones(3)
-    assert kernels._compiled_for(small, bit_exact=True) is compiled
-    assert kernels._compiled_for(small) is None
-    assert kernels._compiled_for(np.ones(kernels.SMALLEST_COMPILED)) is compiled
-
-
 @pytest.mark.parametrize("backend", ["numpy", pytest.param("numba", marks=needs_numba)])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_softmax_cross_entropy_at_the_overflow_bound_stays_finite(backend, dtype, monkeypatch):

@@ -198,7 +198,7 @@ def sgd_step(param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray], 
              momentum: float, nesterov: bool, weight_decay: float) -> None:
     """SGD in place: ``g ← g + λ p``; ``v ← μ v + g``; ``p ← p - lr·v`` (Nesterov: ``p ← p -
     lr·(g + μ v)``); without momentum ``p ← p - lr·g``. ``state`` from ``SGD._new_state``."""
-    compiled = _compiled_for(param, bit_exact=True)
+    compiled = _compiled_for(param)
     if compiled is None or not _in_place_ok(param, grad, state["velocity"]):
         _sgd_step_numpy(param, grad, state, lr, momentum, nesterov, weight_decay)
         return
@@ -248,7 +248,7 @@ def adam_step(param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray],
               betas: tuple[float, float], eps: float, weight_decay: float) -> None:
     """Adam in place (``t`` advanced first): ``m ← β1 m + (1-β1) g``, ``v ← β2 v + (1-β2) g²``,
     ``p ← p - lr/(1-β1ᵗ) · m / (√v / √(1-β2ᵗ) + eps)``. ``state`` from ``Adam._new_state``."""
-    compiled = _compiled_for(param, bit_exact=True)
+    compiled = _compiled_for(param)
     if compiled is None or not _in_place_ok(param, grad, state["m"], state["v"]):
         _adam_step_numpy(param, grad, state, lr, betas, eps, weight_decay)
         return
@@ -337,13 +337,10 @@ def _in_place_ok(param: np.ndarray, *others: np.ndarray) -> bool:
     return True
 
 
-def _compiled_for(array: np.ndarray, bit_exact: bool = False) -> SimpleNamespace | None:
-    """The compiled loops for a kernel call on ``array``: None when it is small, except for
-    kernels whose results are bit-identical to the reference (``bit_exact``) once numba is
-    loaded anyway (a model's biases then take one call, not a dozen)."""
-    if array.size >= SMALLEST_COMPILED or (bit_exact and _compile.cache_info().currsize):
-        return _compiled()
-    return None
+def _compiled_for(array: np.ndarray) -> SimpleNamespace | None:
+    """The compiled loops for a kernel call on ``array``: None when it is small (there the
+    reference's few microseconds match a compiled call's Python-side checks anyway)."""
+    return None if array.size < SMALLEST_COMPILED else _compiled()
 
 
 @functools.cache
