@@ -10,7 +10,6 @@ import scipy.sparse as sp
 from hypothesis import given
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
-from tests.conftest import central_differences
 
 from chainrule.nn.canonical_losses import (
     HalfPoissonDeviance,
@@ -21,6 +20,7 @@ from chainrule.nn.canonical_losses import (
 from chainrule.nn.layers import Dense
 from chainrule.nn.regularization import add_l2_gradient, l2_penalty
 from chainrule.nn.sparse import SparseInputDense, is_sparse
+from conftest import central_differences
 
 LOSSES = [SoftmaxLogLoss, SigmoidLogLoss, HalfSquaredError, HalfPoissonDeviance]
 

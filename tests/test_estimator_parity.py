@@ -22,9 +22,9 @@ from sklearn import neural_network as sk
 from sklearn.datasets import load_iris, make_multilabel_classification, make_regression
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import StandardScaler
-from tests.conftest import central_differences
 
 import chainrule as cr
+from conftest import central_differences
 
 X_IRIS, Y_IRIS = load_iris(return_X_y=True)
 X_IRIS = StandardScaler().fit_transform(X_IRIS)
@@ -310,8 +310,9 @@ def test_sparse_input_is_never_densified():
     # allocate the weights (100,000 x 4), their gradients and Adam's state, never the dense X.
     X = sp.random(200, 100_000, density=0.001, format="csr", random_state=0)
     y = np.arange(200) % 2
-    # One fit first: kernels compiled or loaded on first use allocate Python objects too.
-    _fit_quietly(cr.MLPClassifier((4,), max_iter=1, random_state=0), X[:, :50].toarray(), y)
+    # One fit of this size first: kernels compiled or loaded on first use (numba, for arrays
+    # this large) allocate Python objects too.
+    _fit_quietly(cr.MLPClassifier((4,), max_iter=1, random_state=0), X, y)
     tracemalloc.start()
     try:
         clf = _fit_quietly(cr.MLPClassifier((4,), max_iter=3, random_state=0), X, y)
