@@ -114,20 +114,22 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray,
     compiled = _compiled_for(logits)
     if compiled is None or logits.dtype not in _FLOATS:
         return _softmax_cross_entropy_numpy(logits, labels, norm)
-    # The reference's unshifted case in three passes: a bound check (numba), the exponential
-    # (NumPy's vectorised exp: numba's is a scalar libm call per entry), then the row sums,
-    # log-probabilities, normalising and the one-hot (numba). Large or very negative logits,
-    # NaN and ±inf go to the reference, which shifts by the row max (a reduction LLVM does
-    # not vectorise in numba) and reports the rows it cannot handle.
-    largest_logit, smallest_sum = _exp_limits(logits.dtype, logits.shape[1] * norm)
-    if compiled.all_at_most(logits, logits.dtype.type(largest_logit)):
+    # The reference's unshifted case in two passes: the exponential (NumPy's vectorised exp:
+    # numba's is a scalar libm call per entry), then the row sums, log-probabilities,
+    # normalising and the one-hot (numba), which also checks that no row sum overflowed (or
+    # will, times the normaliser) or underflowed. Rows it rejects (large or very negative
+    # logits, NaN, ±inf) go to the reference, which shifts by the row max (a reduction LLVM
+    # does not vectorise in numba) and reports the rows it cannot handle.
+    limits = np.finfo(logits.dtype)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         probs = np.exp(logits)
-        picked = np.empty(len(logits), dtype=logits.dtype)
-        scalar = logits.dtype.type
-        if compiled.normalise_minus_onehot(logits, labels.astype(np.intp, copy=False), probs,
-                                           picked, scalar(norm), scalar(1 / norm),
-                                           scalar(smallest_sum)):
-            return picked, probs
+    picked = np.empty(len(logits), dtype=logits.dtype)
+    scalar = logits.dtype.type
+    if compiled.normalise_minus_onehot(logits, labels.astype(np.intp, copy=False), probs, picked,
+                                       scalar(norm), scalar(1 / norm),
+                                       scalar(limits.tiny / limits.eps),
+                                       scalar(limits.max / norm)):
+        return picked, probs
     return _softmax_cross_entropy_numpy(logits, labels, norm)
 
 
@@ -166,30 +168,18 @@ def _softmax_cross_entropy_numpy(logits: np.ndarray, labels: np.ndarray,
     return picked, probs
 
 
-def _all_at_most_loops(logits, bound):
-    """Whether every entry is ``<= bound`` (False for NaN)."""
-    for row in range(logits.shape[0]):
-        above = 0
-        for col in range(logits.shape[1]):
-            if not logits[row, col] <= bound:
-                above += 1
-        if above:
-            return False
-    return True
-
-
 def _normalise_minus_onehot_loops(logits, labels, exps, picked, norm, inverse_norm,
-                                  smallest_sum):
-    """Per row: ``s = Σ exps`` (False if below ``smallest_sum``), ``picked = z_y - log s``,
-    ``exps ← exps / (s · norm)`` minus ``1/norm`` at the label."""
+                                  smallest_sum, largest_sum):
+    """Per row: ``s = Σ exps`` (False unless ``smallest_sum <= s <= largest_sum``),
+    ``picked = z_y - log s``, ``exps ← exps / (s · norm)`` minus ``1/norm`` at the label."""
     for row in range(exps.shape[0]):
         total = exps.dtype.type(0)
         for col in range(exps.shape[1]):
             total += exps[row, col]
-        if not total >= smallest_sum:
+        if not smallest_sum <= total <= largest_sum:  # also False for NaN
             return False
         picked[row] = logits[row, labels[row]] - np.log(total)
-        scale = total * norm
+        scale = total * norm  # at most the dtype's max, checked above
         for col in range(exps.shape[1]):
             exps[row, col] /= scale
         exps[row, labels[row]] -= inverse_norm
@@ -385,7 +375,6 @@ def _compile() -> SimpleNamespace:
     return SimpleNamespace(
         relu_backward=jit(_relu_backward_loops),
         softmax_vjp=jit(_softmax_vjp_loops, **summing),
-        all_at_most=jit(_all_at_most_loops),
         normalise_minus_onehot=jit(_normalise_minus_onehot_loops, **summing),
         sgd_step=jit(_sgd_step_loops),
         adam_step=jit(_adam_step_loops),
