@@ -46,6 +46,7 @@ from _common import (
 )
 
 import chainrule as cr
+from chainrule.nn import kernels
 
 N_SAMPLES, N_FEATURES, HIDDEN, N_CLASSES = 60_000, 784, (256, 128), 10
 BATCH_SIZE, LEARNING_RATE, MOMENTUM = 128, 0.01, 0.9
@@ -169,7 +170,8 @@ def throughput_table(dtype: type, rounds: int) -> tuple[str, dict[str, float]]:
                      f"{ratio:.2f}×" if name != "chainrule.fit" else "1.00×"])
     ratios["peak memory fraction"] = fit_peak_memory(X, y) / X.nbytes
     header = ["system", "samples/s (median)", "min–max", "chainrule's speed-up over it"]
-    title = (f"Training throughput, {np.dtype(dtype).name}: MLP 784-256-128-10, batch "
+    title = (f"Training throughput, {np.dtype(dtype).name}, chainrule's kernels: "
+             f"{kernels.backend()}: MLP 784-256-128-10, batch "
              f"{BATCH_SIZE}, SGD momentum, {N_SAMPLES:,} samples per epoch, {rounds} "
              "interleaved rounds")
     return f"{title}\n\n{markdown_table(header, rows)}", ratios
