@@ -10,6 +10,7 @@ import io
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -333,3 +334,17 @@ def test_progress_draws_a_bar_over_the_epochs_on_a_terminal(iris, monkeypatch):
     with pytest.warns(ConvergenceWarning):
         MLPClassifier((4,), max_iter=3, random_state=0).fit(X_train, y_train)
     assert quiet.getvalue() == ""
+
+
+def test_progress_draws_a_bar_in_a_notebook_without_tqdm_warnings(iris, monkeypatch):
+    import chainrule._mlp_solvers as solvers
+
+    X_train, _, y_train, _ = iris
+    notebook_stderr = io.StringIO()  # not a terminal, as in a Jupyter kernel
+    monkeypatch.setattr(sys, "stderr", notebook_stderr)
+    monkeypatch.setattr(solvers, "in_jupyter", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a TqdmWarning would fail the test
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        MLPClassifier((4,), max_iter=3, progress=True, random_state=0).fit(X_train, y_train)
+    assert "0/3 [" in notebook_stderr.getvalue() and "epoch/s" in notebook_stderr.getvalue()

@@ -17,6 +17,7 @@ import numpy as np
 from chainrule.nn.errors import NonFiniteError
 from chainrule.nn.network import Sequential
 from chainrule.nn.optimizers import SGD, Adam, Optimizer
+from chainrule.nn.progress import in_jupyter, is_terminal, tqdm_class
 
 if TYPE_CHECKING:
     from chainrule._mlp_base import BaseMLP, Network
@@ -119,10 +120,9 @@ def fit_stochastic(estimator: BaseMLP, network: Network, X, Y: np.ndarray,
     if not incremental:
         est.n_iter_ = 0
     bar = None
-    if est.progress and sys.stderr.isatty():
-        from tqdm.auto import tqdm  # imported only when a bar is drawn
-
-        bar = tqdm(total=est.max_iter if not incremental else 1, unit="epoch", leave=False)
+    if est.progress and (in_jupyter() or is_terminal(sys.stderr)):
+        bar = tqdm_class()(total=est.max_iter if not incremental else 1, unit="epoch",
+                           leave=False)
     try:
         _epochs(est, network, X, Y, sample_weight, incremental, validation, batch_size, bar)
     finally:

@@ -12,7 +12,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-__all__ = ["VERBOSITY", "EpochReport", "resolve_verbose"]
+__all__ = ["VERBOSITY", "EpochReport", "in_jupyter", "is_terminal", "resolve_verbose",
+           "tqdm_class"]
 
 VERBOSITY = (0, 1, 2)
 
@@ -21,8 +22,8 @@ def resolve_verbose(verbose: int | str) -> int:
     """``"auto"``: 2 on a terminal or in a Jupyter kernel, 0 otherwise (tests, pipes, logs);
     an int must be one of ``VERBOSITY``."""
     if verbose == "auto":
-        in_jupyter = _in_jupyter() and sys.stdout is not None  # None: closed (`>&-`)
-        return 2 if in_jupyter or _is_terminal(sys.stdout) else 0
+        in_kernel = in_jupyter() and sys.stdout is not None  # None: closed (`>&-`)
+        return 2 if in_kernel or is_terminal(sys.stdout) else 0
     if isinstance(verbose, bool) or verbose not in VERBOSITY:
         raise ValueError(f"verbose must be 0 (silent), 1 (a line per epoch), 2 (a progress bar) "
                          f"or 'auto'; got verbose={verbose!r}")
@@ -49,7 +50,7 @@ class EpochReport:
         if self.verbose == 2 and sys.stdout is not None:  # None: closed (`>&-`)
             # Not wrapping `batches`: tqdm closes such a bar as the loop ends, before the
             # epoch's validation metrics are known.
-            self._bar = _tqdm()(total=len(batches), desc=f"epoch {epoch + 1}/{self.epochs}",
+            self._bar = tqdm_class()(total=len(batches), desc=f"epoch {epoch + 1}/{self.epochs}",
                                 unit="batch", leave=True, file=sys.stdout)
         return batches
 
@@ -81,7 +82,8 @@ class EpochReport:
             print(line, flush=True)
 
 
-def _tqdm() -> type:
+def tqdm_class() -> type:
+    """``tqdm.auto.tqdm``, imported now, without its warning when ipywidgets is missing."""
     import warnings
 
     from tqdm import TqdmWarning
@@ -92,7 +94,7 @@ def _tqdm() -> type:
     return tqdm
 
 
-def _is_terminal(stream: object) -> bool:
+def is_terminal(stream: object) -> bool:
     """Whether ``stream`` is an open terminal (False for None: ``sys.stdout`` when closed)."""
     try:
         return bool(stream is not None and stream.isatty())
@@ -100,7 +102,7 @@ def _is_terminal(stream: object) -> bool:
         return False
 
 
-def _in_jupyter() -> bool:
+def in_jupyter() -> bool:
     """Whether this process is a Jupyter kernel (as tqdm.autonotebook tells)."""
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
