@@ -65,6 +65,10 @@ def iris():
     MLPRegressor(hidden_layer_sizes=(8,), activation="tanh", solver="lbfgs", max_iter=100),
     MLPRegressor(loss="poisson", hidden_layer_sizes=(8,), solver="lbfgs", max_iter=200),
 ], expected_failed_checks=_expected_failures)
+# The checks fit with small max_iter and tiny data on purpose: their ConvergenceWarnings and
+# batch-size warnings (as scikit-learn's own estimator gives) are expected noise.
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.filterwarnings("ignore:batch_size=16 is larger than:UserWarning")
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
