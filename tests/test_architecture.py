@@ -77,7 +77,7 @@ def _wing(module: str) -> str:
     parts = module.split(".")
     if module == "chainrule._version":
         return "leaf"  # one constant, no imports: anyone may read it
-    return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in WINGS_BELOW) else "top"
+    return parts[1] if len(parts) > 1 and parts[1] in WINGS_BELOW else "top"
 
 
 def _find_circle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -142,7 +142,9 @@ def test_lower_wings_never_import_higher_ones(level):
 def test_nothing_imports_the_cli():
     for level in (0, 1):
         for module, targets in _graph(level).items():
-            assert module == "chainrule.__main__" or "chainrule.cli" not in targets, module
+            inside_cli = module.startswith("chainrule.cli") or module == "chainrule.__main__"
+            reaches_cli = any(target.startswith("chainrule.cli") for target in targets)
+            assert inside_cli or not reaches_cli, module
 
 
 def test_imports_are_read_from_the_source():

@@ -2,8 +2,8 @@
 
 Each subcommand is an ``add_<name>(subparsers)`` that registers its arguments and a
 ``<name>_report(args)`` that loads the user's code and returns the
-:class:`~chainrule.check.report.Report`; :mod:`chainrule.cli` adds the report options and
-prints it. Exit status: 0 passed, 1 failed, 2 usage error, 3 the user's code raised.
+:class:`~chainrule.check.report.Report`; :mod:`chainrule.cli.check` adds the report
+options and prints it. Exit status: 0 passed, 1 failed, 2 usage error, 3 the user's code raised.
 """
 
 from __future__ import annotations
