@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from chainrule.check.calls import call_user
-from chainrule.check.functional_style import input_rows, parameter_names
+from chainrule.check.functional_style import inputs_report, parameter_names
 from chainrule.check.report import DEFAULT_ATOL, DEFAULT_RTOL, Report
 
 __all__ = ["check_autograd_function"]
@@ -70,11 +70,5 @@ def check_autograd_function(fn_class: type, *inputs: object,
     output = forward(*arrays)
     rng = np.random.default_rng([seed, 3])
     upstream = rng.standard_normal(output.shape) if grad_out is None else _as_array(grad_out)
-    if upstream.shape != output.shape:
-        raise ValueError(f"grad_out has shape {upstream.shape}; {label}'s output is "
-                         f"{output.shape}")
-    rows = input_rows(forward, vjp, arrays, names, upstream, atol, rtol, eps, rng)
-    failed = [row for row in rows if not row.passed]
-    shapes = ", ".join(str(value.shape) for value in arrays)
-    return Report(f"check_autograd_function: {label} at {shapes}", rows,
-                  cause=failed[0].name if failed else None)
+    return inputs_report(f"check_autograd_function: {label}", label, forward, vjp, arrays,
+                         names, output.shape, upstream, atol, rtol, eps, rng)

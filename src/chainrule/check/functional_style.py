@@ -20,7 +20,7 @@ from chainrule.check.layercheck import random_direction
 from chainrule.check.numerical import as_float64, numerical_gradient, rowwise_jacobian
 from chainrule.check.report import DEFAULT_ATOL, DEFAULT_RTOL, Diagnosis, Report, Row
 
-__all__ = ["check_functions", "input_rows", "parameter_names"]
+__all__ = ["check_functions", "input_rows", "inputs_report", "parameter_names"]
 
 
 def parameter_names(function: Callable, count: int, skip: int = 0) -> list[str]:
@@ -160,11 +160,20 @@ def check_functions(forward_fn: Callable, backward_fn: Callable, *inputs: np.nda
     rng = np.random.default_rng([seed, 2])
     upstream = rng.standard_normal(out.shape) if grad_out is None else as_float64(
         "grad_out", grad_out)
-    if upstream.shape != out.shape:
-        raise ValueError(f"grad_out has shape {upstream.shape}; {forward_name}'s output is "
-                         f"{out.shape}")
+    return inputs_report(f"check_functions: {forward_name} / {backward_name}", forward_name,
+                         forward, vjp, inputs, names, out.shape, upstream, atol, rtol, eps, rng)
+
+
+def inputs_report(title: str, label: str, forward: Callable[..., np.ndarray],
+                  vjp: Callable[[np.ndarray], Sequence], inputs: list[np.ndarray],
+                  names: list[str], output_shape: tuple, upstream: np.ndarray, atol: float,
+                  rtol: float, eps: float | None, rng: np.random.Generator) -> Report:
+    """The :func:`input_rows` of ``upstream`` (checked against ``label``'s output shape) as a
+    report titled ``"{title} at {the inputs' shapes}"``."""
+    if upstream.shape != output_shape:
+        raise ValueError(f"grad_out has shape {upstream.shape}; {label}'s output is "
+                         f"{output_shape}")
     rows = input_rows(forward, vjp, inputs, names, upstream, atol, rtol, eps, rng)
     failed = [row for row in rows if not row.passed]
     shapes = ", ".join(str(value.shape) for value in inputs)
-    return Report(f"check_functions: {forward_name} / {backward_name} at {shapes}", rows,
-                  cause=failed[0].name if failed else None)
+    return Report(f"{title} at {shapes}", rows, cause=failed[0].name if failed else None)
