@@ -79,6 +79,43 @@ def test_relu_backward_equals_reference(dtype, shape, layout, rng, monkeypatch):
 
 @needs_numba
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("layout", [0, 1, 2])
+def test_bias_relu_equals_reference_and_dense_then_relu(dtype, shape, layout, rng, monkeypatch):
+    z = rng.normal(size=shape).astype(dtype)
+    z.flat[::4] = np.nan  # stays NaN, as np.maximum leaves it
+    z.flat[1::7] = -np.inf
+    bias = rng.normal(size=shape[1]).astype(dtype)
+    results = both(monkeypatch, kernels.bias_relu, lambda: _layouts(z.copy())[layout],
+                   lambda: bias.copy())
+    (_, (reference, _)), (_, (compiled, _)) = results  # updated in place, views included
+    np.testing.assert_array_equal(compiled, reference)
+    np.testing.assert_array_equal(compiled, cr.ReLU().forward(z + bias))  # the layers' math
+    assert not np.signbit(compiled[compiled == 0]).any()  # max(-0.0, 0) is +0, as in NumPy
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("layout", [0, 1, 2])
+def test_relu_backward_bias_grad_equals_reference(dtype, shape, layout, rng, monkeypatch):
+    output = np.maximum(rng.normal(size=shape), 0).astype(dtype)
+    grad_out = rng.normal(size=shape).astype(dtype)
+    grad_out.flat[::5] = np.inf  # where the unit is off: 0, not NaN
+    grad_out, output = _layouts(grad_out)[layout], _layouts(output)[layout]
+    results = both(monkeypatch, kernels.relu_backward_bias_grad, lambda: grad_out,
+                   lambda: output, lambda: np.full(shape, 7, dtype),
+                   lambda: np.full(shape[1], 7, dtype))
+    (_, (_, _, reference, reference_bias)), (_, (_, _, compiled, compiled_bias)) = results
+    np.testing.assert_array_equal(compiled, reference)
+    np.testing.assert_array_equal(compiled, np.where(output > 0, grad_out, 0))
+    # The same sum, row after row, as np.add.reduce over the batch: equal to the bit.
+    np.testing.assert_array_equal(compiled_bias, reference_bias)
+    np.testing.assert_array_equal(compiled_bias, np.add.reduce(compiled, axis=0))
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [*SHAPES, (13,), (3, 4, 5)])
 @pytest.mark.parametrize("sliced", [False, True])
 def test_softmax_vjp_equals_reference(dtype, shape, sliced, rng, monkeypatch):

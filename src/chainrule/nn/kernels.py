@@ -22,8 +22,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-__all__ = ["adam_step", "backend", "relu_backward", "sgd_step", "softmax_cross_entropy",
-           "softmax_vjp"]
+__all__ = ["adam_step", "backend", "bias_relu", "relu_backward", "relu_backward_bias_grad",
+           "sgd_step", "softmax_cross_entropy", "softmax_vjp"]
 
 
 def backend() -> str:
@@ -51,19 +51,68 @@ def relu_backward(grad_out: np.ndarray, output: np.ndarray) -> np.ndarray:
     return grad_in
 
 
-def _relu_backward_numpy(grad_out: np.ndarray, output: np.ndarray) -> np.ndarray:
+def _relu_backward_numpy(grad_out: np.ndarray, output: np.ndarray,
+                         out: np.ndarray | None = None) -> np.ndarray:
     # Multiplying by the mask is 3x faster than np.where, but ±inf or NaN times an off unit's
     # 0 would be NaN where the gradient is 0: those rare inputs (found by one BLAS dot, Σ g²)
     # take np.where.
     if math.isfinite(np.vdot(grad_out, grad_out)):
-        return np.multiply(grad_out, output > 0)
-    return np.where(output > 0, grad_out, 0).astype(grad_out.dtype, copy=False)
+        return np.multiply(grad_out, output > 0, out=out)
+    masked = np.where(output > 0, grad_out, grad_out.dtype.type(0))
+    if out is None:
+        return masked
+    out[...] = masked
+    return out
 
 
 def _relu_backward_loops(grad_out, output, grad_in):
     for row in range(grad_out.shape[0]):
         for col in range(grad_out.shape[1]):
             grad_in[row, col] = grad_out[row, col] if output[row, col] > 0 else 0
+
+
+# --- Dense then ReLU, fused (``chainrule.nn.fused``'s training step) -------------------------
+
+def bias_relu(z: np.ndarray, bias: np.ndarray, large: bool = False) -> None:
+    """In place: ``z ← max(z + b, 0)`` with ``b`` ``(n,)`` added to every row of ``z``
+    ``(B, n)``, as ``Dense`` then ``ReLU`` compute it (NaN stays NaN, like ``np.maximum``).
+    ``large``: the model is large enough for the compiled loops whatever ``z``'s size."""
+    compiled = _compiled_for(z, large)
+    if compiled is None or not _in_place_ok(z) or bias.dtype != z.dtype:
+        z += bias
+        np.maximum(z, 0, out=z)
+        return
+    compiled.bias_relu(z, bias)
+
+
+def _bias_relu_loops(z, bias):
+    for row in range(z.shape[0]):
+        for col in range(z.shape[1]):
+            value = z[row, col] + bias[col]
+            z[row, col] = value if value > 0 or value != value else 0
+
+
+def relu_backward_bias_grad(grad_out: np.ndarray, output: np.ndarray, grad_in: np.ndarray,
+                            bias_grad: np.ndarray, large: bool = False) -> None:
+    """``grad_in ← g ⊙ [y > 0]`` (``relu_backward``) and ``bias_grad ← Σ_rows grad_in``: ReLU's
+    backward and the bias gradient of the ``Dense`` below it, in one pass. All ``(B, n)``
+    but ``bias_grad`` ``(n,)``; the sum runs down the rows in order, as ``np.add.reduce``."""
+    compiled = _compiled_for(grad_out, large)
+    if (compiled is None or not _in_place_ok(grad_in, grad_out, output)
+            or not _in_place_ok(bias_grad) or bias_grad.dtype != grad_in.dtype):
+        _relu_backward_numpy(grad_out, output, out=grad_in)
+        np.add.reduce(grad_in, axis=0, out=bias_grad)
+        return
+    compiled.relu_backward_bias_grad(grad_out, output, grad_in, bias_grad)
+
+
+def _relu_backward_bias_grad_loops(grad_out, output, grad_in, bias_grad):
+    bias_grad[:] = 0
+    for row in range(grad_out.shape[0]):
+        for col in range(grad_out.shape[1]):
+            value = grad_out[row, col] if output[row, col] > 0 else 0
+            grad_in[row, col] = value
+            bias_grad[col] += value
 
 
 # --- softmax VJP: (Jᵀ g)_j = a_j (g_j - Σ_i g_i a_i) --------------------------------------
@@ -103,15 +152,16 @@ def _softmax_vjp_loops(a, g, grad):
 
 # --- softmax cross-entropy on hard labels ---------------------------------------------------
 
-def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray,
-                          norm: float) -> tuple[np.ndarray, np.ndarray] | None:
+def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, norm: float,
+                          large: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
     """``(log p_{b,y_b} per row, (p - onehot(y)) / norm)`` with ``p = softmax(logits)``.
 
     ``logits`` ``(B, C)`` float, ``labels`` ``(B,)`` in ``[0, C)`` (already validated). Returns
     None when some row's max is not finite (NaN, +inf, or every logit -inf): the caller
     reports it. A ``-inf`` logit is a masked class: ``p = 0``, and ``-inf`` when picked.
+    ``large``: as for ``bias_relu``.
     """
-    compiled = _compiled_for(logits)
+    compiled = _compiled_for(logits, large)
     if compiled is None or logits.dtype not in _FLOATS:
         return _softmax_cross_entropy_numpy(logits, labels, norm)
     # The reference's unshifted case in two passes: the exponential (NumPy's vectorised exp:
@@ -331,10 +381,11 @@ def _in_place_ok(param: np.ndarray, *others: np.ndarray) -> bool:
     return True
 
 
-def _compiled_for(array: np.ndarray) -> SimpleNamespace | None:
+def _compiled_for(array: np.ndarray, large: bool = False) -> SimpleNamespace | None:
     """The compiled loops for a kernel call on ``array``: None when it is small (there the
-    reference's few microseconds match a compiled call's Python-side checks anyway)."""
-    return None if array.size < SMALLEST_COMPILED else _compiled()
+    reference's few microseconds match a compiled call's Python-side checks anyway), unless
+    the caller says the model is ``large`` (numba is then loaded for its other arrays)."""
+    return None if array.size < SMALLEST_COMPILED and not large else _compiled()
 
 
 @functools.cache
@@ -374,6 +425,8 @@ def _compile() -> SimpleNamespace:
     summing = {"fastmath": {"reassoc"}}
     return SimpleNamespace(
         relu_backward=jit(_relu_backward_loops),
+        bias_relu=jit(_bias_relu_loops),
+        relu_backward_bias_grad=jit(_relu_backward_bias_grad_loops),
         softmax_vjp=jit(_softmax_vjp_loops, **summing),
         normalise_minus_onehot=jit(_normalise_minus_onehot_loops, **summing),
         sgd_step=jit(_sgd_step_loops),

@@ -17,6 +17,7 @@ from chainrule.nn.divergence import (
     params_finite,
 )
 from chainrule.nn.errors import NonFiniteError, at_layer
+from chainrule.nn.fused import FusedStep
 from chainrule.nn.losses import Loss
 from chainrule.nn.network import Sequential
 from chainrule.nn.optimizers import Optimizer
@@ -185,6 +186,8 @@ def fit(
     y_batch = np.empty((min(batch_size, len(X)), *y.shape[1:]), dtype=y.dtype)
     best_loss, best_weights, waited = np.inf, None, 0
     first_epoch_losses: list[float] = []  # the runaway test's reference
+    # The common MLP's step without the layer-by-layer Python path (same arithmetic).
+    fused_step = FusedStep.for_training(model, loss, y) if classes else None
     first_trainable = next((index for index, layer in enumerate(model.layers) if layer.params),
                            len(model.layers))
     try:
@@ -205,11 +208,17 @@ def fit(
                 else:
                     xb, yb = X[begin:begin + batch_size], y[begin:begin + batch_size]  # views
                 try:
-                    output = model.forward(xb)
-                    batch_loss = loss.forward(output, yb)
+                    fused = None if fused_step is None else fused_step.forward(xb, yb)
+                    if fused is None:
+                        output = model.forward(xb)
+                        batch_loss = loss.forward(output, yb)
+                    else:
+                        output, batch_loss = fused
                     problem = loss_problem(batch_loss, first_epoch_losses)
-                    if problem is None:
+                    if problem is None and fused is None:
                         _backward_to_params(model, loss.backward(), first_trainable)
+                    elif problem is None:
+                        fused_step.backward()
                 except NonFiniteError as error:  # X is finite: the training diverged
                     problem = str(error)
                 if problem is not None:
