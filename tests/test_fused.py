@@ -121,9 +121,9 @@ def test_fused_fit_with_compiled_kernels_equals_the_plain_path_to_rounding(dtype
 def test_fused_step_is_used_for_the_common_mlp_and_declined_otherwise(rng):
     X, y = _data(rng)
     model = cr.mlp(12, (8,), 4, seed=0)
-    ce = cr.SoftmaxCrossEntropy()
-    assert FOR_TRAINING(model, ce, y) is not None
-    assert FOR_TRAINING(cr.Sequential([cr.Dense(12, 4)]), ce, y) is not None
+    ce, SGD = cr.SoftmaxCrossEntropy(), cr.SGD(0.1)
+    assert FOR_TRAINING(model, ce, SGD, y) is not None
+    assert FOR_TRAINING(cr.Sequential([cr.Dense(12, 4)]), ce, SGD, y) is not None
 
     class MyDense(cr.Dense):
         pass
@@ -140,10 +140,10 @@ def test_fused_step_is_used_for_the_common_mlp_and_declined_otherwise(rng):
         "soft targets": (model, ce, np.eye(4)[y]),
     }
     for what, (network, loss, target) in declined.items():
-        assert FOR_TRAINING(network, loss, target) is None, what
+        assert FOR_TRAINING(network, loss, SGD, target) is None, what
     mixed = cr.mlp(12, (8,), 4, seed=0)
     mixed.layers[0].params["b"] = mixed.layers[0].params["b"].astype(np.float32)
-    assert FOR_TRAINING(mixed, ce, y) is None
+    assert FOR_TRAINING(mixed, ce, SGD, y) is None
 
 
 @pytest.mark.parametrize("where", ["layer", "loss"])
@@ -211,7 +211,7 @@ def test_the_last_partial_batch_and_a_wider_batch_reuse_no_stale_rows(rng, monke
     _numpy_kernels(monkeypatch)
     X, y = _data(rng, n=40)
     model = cr.mlp(12, (8,), 4, seed=0)
-    step = FOR_TRAINING(model, cr.SoftmaxCrossEntropy(), y)
+    step = FOR_TRAINING(model, cr.SoftmaxCrossEntropy(), cr.SGD(0.1), y)
     for rows in (16, 5, 33):
         logits, batch_loss = step.forward(X[:rows], y[:rows])
         expected = cr.SoftmaxCrossEntropy()(model.forward(X[:rows]), y[:rows])

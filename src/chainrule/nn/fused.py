@@ -28,6 +28,7 @@ from chainrule.nn import kernels
 from chainrule.nn.layers import Dense, ReLU
 from chainrule.nn.losses import SoftmaxCrossEntropy
 from chainrule.nn.network import Sequential
+from chainrule.nn.optimizers import SGD, Adam, Optimizer
 
 __all__ = ["FusedStep"]
 
@@ -35,6 +36,7 @@ __all__ = ["FusedStep"]
 _LAYER_METHODS = {"forward", "backward", "_backward_params", "_check_finite",
                   "_check_dense_input", "_function"}
 _LOSS_METHODS = {"forward", "backward", "_forward_labels", "_plain_labels"}
+_OPTIMIZER_METHODS = {"step", "step_parameter", "uses_flat_path", "_update"}
 
 
 class FusedStep:
@@ -43,10 +45,16 @@ class FusedStep:
     Build it with ``FusedStep.for_training`` (None where the shortcut does not apply).
     """
 
-    def __init__(self, model: Sequential, loss: SoftmaxCrossEntropy) -> None:
+    def __init__(self, model: Sequential, loss: SoftmaxCrossEntropy,
+                 optimizer: Optimizer) -> None:
         self.model, self.loss = model, loss
+        # Large models: each layer's parameters are updated as soon as backward is done with
+        # them, while their gradients are still in cache (the same per-parameter update
+        # ``optimizer.step`` makes, in another order). Small ones: ``fit`` calls ``step``.
+        self.optimizer = None if optimizer.uses_flat_path(model) else optimizer
         self.dense: list[Dense] = model.layers[0::2]
         self.relus: list[ReLU] = model.layers[1::2]
+        self._keys = [(f"{index}.W", f"{index}.b") for index in range(0, len(model.layers), 2)]
         self.dtype = model.dtype
         n_params = sum(param.size for param in model.params.values())
         self.large = n_params >= kernels.SMALLEST_COMPILED  # compiled kernels for every array
@@ -56,8 +64,10 @@ class FusedStep:
         self._rows = 0
 
     @classmethod
-    def for_training(cls, model: Sequential, loss: object, y: np.ndarray) -> FusedStep | None:
-        """The fused step for ``fit(model, loss, ...)`` on class indices ``y``, or None."""
+    def for_training(cls, model: Sequential, loss: object, optimizer: object,
+                     y: np.ndarray) -> FusedStep | None:
+        """The fused step for ``fit(model, loss, optimizer, ...)`` on class indices ``y``,
+        or None."""
         layers = model.layers if type(model) is Sequential else []
         if (not layers or len(layers) % 2 == 0 or "forward" in vars(model)
                 or any(type(layer) is not (ReLU if index % 2 else Dense) or
@@ -73,7 +83,9 @@ class FusedStep:
                 or 0 <= loss.ignore_index < n_classes or loss.reduction not in ("mean", "sum")
                 or y.ndim != 1):
             return None
-        return cls(model, loss)
+        if type(optimizer) not in (SGD, Adam) or _OPTIMIZER_METHODS & vars(optimizer).keys():
+            return None
+        return cls(model, loss, optimizer)
 
     def forward(self, x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, float] | None:
         """``(logits, batch loss)`` for prepared inputs ``x`` ``(B, n_in)`` and class indices
@@ -109,9 +121,10 @@ class FusedStep:
         self.loss._grad = grad
         return logits, batch_loss
 
-    def backward(self) -> None:
-        """Fill every ``Dense``'s ``grads`` from the last ``forward``'s loss gradient; no
-        gradient for the network's input (``fit`` does not need it)."""
+    def backward(self) -> bool:
+        """Fill every ``Dense``'s ``grads`` from the last ``forward``'s loss gradient (no
+        gradient for the network's input: ``fit`` does not need it). Returns whether the
+        parameters were updated too (large models), else ``fit`` calls ``optimizer.step``."""
         grad = self.loss._grad
         rows = len(grad)
         last = len(self.dense) - 1
@@ -120,6 +133,7 @@ class FusedStep:
             dense = self.dense[index]
             np.matmul(dense.x.T, grad, out=dense.grads["W"])
             if index == 0:
+                self._update(index)
                 break
             # Into a second buffer, not in place: a compiled loop over aliased arrays is not
             # vectorised, and its branch per entry mispredicts on every new batch.
@@ -127,7 +141,15 @@ class FusedStep:
             np.matmul(grad, dense.params["W"].T, out=below)
             kernels.relu_backward_bias_grad(below, self.relus[index - 1].y, masked,
                                             self.dense[index - 1].grads["b"], self.large)
+            self._update(index)  # W's last use was the line above
             grad = masked
+        return self.optimizer is not None
+
+    def _update(self, index: int) -> None:
+        if self.optimizer is not None:
+            dense = self.dense[index]
+            for key, name in zip(self._keys[index], ("W", "b"), strict=True):
+                self.optimizer.step_parameter(key, dense.params[name], dense.grads[name])
 
     def _allocate(self, rows: int) -> None:
         widths = [dense.params["W"].shape[1] for dense in self.dense]

@@ -58,19 +58,29 @@ class Optimizer:
         """Update every parameter of ``model`` (a ``Sequential``) in place."""
         entries = [(key, param, grad) for (key, param), (_, grad)
                    in zip(model.named_parameters(), model.named_grads(), strict=True)]
-        layout = [(key, param.shape, param.dtype) for key, param, _ in entries]
-        if (entries and len({dtype for _, _, dtype in layout}) == 1
-                and sum(param.size for _, param, _ in entries) <= self._FLAT_LIMIT):
-            self._step_flat(entries, layout)
+        if self.uses_flat_path(model):
+            self._step_flat(entries, [(key, param.shape, param.dtype)
+                                      for key, param, _ in entries])
             return
+        for key, param, grad in entries:
+            self.step_parameter(key, param, grad)
+
+    def uses_flat_path(self, model) -> bool:
+        """Whether ``step(model)`` updates all parameters as one flat vector (small models)."""
+        params = list(model.params.values())
+        return (bool(params) and len({param.dtype for param in params}) == 1
+                and sum(param.size for param in params) <= self._FLAT_LIMIT)
+
+    def step_parameter(self, key: str, param: np.ndarray, grad: np.ndarray) -> None:
+        """Update one parameter in place from its gradient: ``step``'s per-parameter path,
+        where ``key`` names its state (``"<layer index>.<name>"``)."""
         if self._flat is not None:  # the flat path ran before: its views become the state
             self.state, self._flat = self._unshared_state(), None
-        for key, param, grad in entries:
-            state = self.state.get(key)
-            if (state is None or state["update"].shape != param.shape
-                    or state["update"].dtype != param.dtype):
-                state = self.state[key] = self._new_state(param)
-            self._update(param, grad, state)
+        state = self.state.get(key)
+        if (state is None or state["update"].shape != param.shape
+                or state["update"].dtype != param.dtype):
+            state = self.state[key] = self._new_state(param)
+        self._update(param, grad, state)
 
     def _step_flat(self, entries: list, layout: list) -> None:
         """``step`` on the concatenation of all parameters (see ``_FLAT_LIMIT``)."""

@@ -187,7 +187,7 @@ def fit(
     best_loss, best_weights, waited = np.inf, None, 0
     first_epoch_losses: list[float] = []  # the runaway test's reference
     # The common MLP's step without the layer-by-layer Python path (same arithmetic).
-    fused_step = FusedStep.for_training(model, loss, y) if classes else None
+    fused_step = FusedStep.for_training(model, loss, optimizer, y) if classes else None
     first_trainable = next((index for index, layer in enumerate(model.layers) if layer.params),
                            len(model.layers))
     try:
@@ -215,10 +215,11 @@ def fit(
                     else:
                         output, batch_loss = fused
                     problem = loss_problem(batch_loss, first_epoch_losses)
+                    updated = False
                     if problem is None and fused is None:
                         _backward_to_params(model, loss.backward(), first_trainable)
                     elif problem is None:
-                        fused_step.backward()
+                        updated = fused_step.backward()
                 except NonFiniteError as error:  # X is finite: the training diverged
                     problem = str(error)
                 if problem is not None:
@@ -228,7 +229,8 @@ def fit(
                              history, best_weights, snapshot, epoch)
                 if epoch == 0:
                     first_epoch_losses.append(batch_loss)
-                optimizer.step(model)
+                if not updated:
+                    optimizer.step(model)
                 total_loss += batch_loss * len(xb) if loss.reduction == "mean" else batch_loss
                 correct += _n_correct(output, yb)
                 report.batch_done(total_loss / (begin + len(xb)))
