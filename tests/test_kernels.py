@@ -156,6 +156,30 @@ def test_softmax_cross_entropy_equals_reference(dtype, shape, case, rng, monkeyp
 
 
 @needs_numba
+@pytest.mark.parametrize("n_classes", [127, 128, 300, 4096, 4097])
+@pytest.mark.parametrize("low", [-86.9, -87.1, -np.inf])
+def test_float32_softmax_cross_entropy_in_one_pass_is_within_ulps_of_exact(n_classes, low, rng,
+                                                                           monkeypatch):
+    """The one-pass float32 loops (their own exp, for 128 ≤ C ≤ 4096) and the paths either
+    side of them, against the softmax computed in float64: within a few float32 ulps of
+    each entry's scale. Logits below -87 (not -inf) are handed to the reference."""
+    logits = (rng.normal(size=(6, n_classes)) * 8).astype(np.float32)
+    logits[:, 1] = low  # tiny or masked classes
+    labels = rng.integers(2, n_classes, 6)
+    _on("numba", monkeypatch)
+    picked, grad = kernels.softmax_cross_entropy(logits, labels, 6)
+    exact = cr.softmax(logits.astype(np.float64))
+    exact_grad = exact.copy()
+    exact_grad[np.arange(6), labels] -= 1
+    eps = np.finfo(np.float32).eps
+    np.testing.assert_allclose(grad, exact_grad / 6, rtol=8 * eps, atol=8 * eps / 6)
+    np.testing.assert_allclose(picked, np.log(exact[np.arange(6), labels]), rtol=8 * eps,
+                               atol=8 * eps)
+    if low == -np.inf:  # a masked class: probability exactly 0
+        assert not grad[:, 1].any()
+
+
+@needs_numba
 @pytest.mark.parametrize("bad", [np.nan, np.inf, "row of -inf", "nan after the max"])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_softmax_cross_entropy_declines_rows_without_a_finite_max(bad, dtype, rng,

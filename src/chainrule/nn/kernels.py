@@ -164,22 +164,29 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, norm: float,
     compiled = _compiled_for(logits, large)
     if compiled is None or logits.dtype not in _FLOATS:
         return _softmax_cross_entropy_numpy(logits, labels, norm)
-    # The reference's unshifted case in two passes: the exponential (NumPy's vectorised exp:
-    # numba's is a scalar libm call per entry), then the row sums, log-probabilities,
-    # normalising and the one-hot (numba), which also checks that no row sum overflowed (or
-    # will, times the normaliser) or underflowed. Rows it rejects (large or very negative
-    # logits, NaN, ±inf) go to the reference, which shifts by the row max (a reduction LLVM
-    # does not vectorise in numba) and reports the rows it cannot handle.
-    limits = np.finfo(logits.dtype)
-    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        probs = np.exp(logits)
+    # The reference's unshifted case (see there), compiled: rows the loops cannot take that
+    # way (a logit large enough to overflow a row sum, NaN, +inf, a row sum out of range) make
+    # them decline, and the reference, which shifts by the row max, answers instead.
+    n_classes = logits.shape[1]
     picked = np.empty(len(logits), dtype=logits.dtype)
+    labels = labels.astype(np.intp, copy=False)
     scalar = logits.dtype.type
-    if compiled.normalise_minus_onehot(logits, labels.astype(np.intp, copy=False), probs, picked,
-                                       scalar(norm), scalar(1 / norm),
-                                       scalar(limits.tiny / limits.eps),
-                                       scalar(limits.max / norm)):
-        return picked, probs
+    largest_logit, smallest_sum = _exp_limits(logits.dtype, n_classes * norm)
+    if logits.dtype == np.float32 and n_classes in _ONE_PASS_CLASSES:  # exp included
+        grad = np.empty(logits.shape, dtype=np.float32)
+        scale_bits = np.empty(n_classes, dtype=np.int32)
+        done = compiled.softmax_cross_entropy_float32(
+            logits, labels, grad, picked, np.empty(n_classes, np.float32), scale_bits,
+            scale_bits.view(np.float32), scalar(norm), scalar(1 / norm),
+            scalar(largest_logit), scalar(smallest_sum))
+    else:  # NumPy's vectorised exp, then one pass per row for the rest
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            grad = np.exp(logits)
+        done = compiled.normalise_minus_onehot(logits, labels, grad, picked, scalar(norm),
+                                               scalar(1 / norm), scalar(smallest_sum),
+                                               scalar(np.finfo(logits.dtype).max / norm))
+    if done:
+        return picked, grad
     return _softmax_cross_entropy_numpy(logits, labels, norm)
 
 
@@ -216,6 +223,68 @@ def _softmax_cross_entropy_numpy(logits: np.ndarray, labels: np.ndarray,
     probs /= sums[:, None]
     probs[rows, labels] -= 1 / norm
     return picked, probs
+
+
+# float32 exp(x) = 2ⁿ · exp(r): n = round(x / ln 2) (adding and subtracting 1.5 · 2²³ rounds),
+# r = x - n ln 2 in [-ln2/2, ln2/2] with ln 2 split in two so that n · ln2_hi is exact (Cody
+# and Waite), exp(r) by Cephes' expf polynomial, 2ⁿ from its exponent bits. Within 1 ulp
+# (NumPy's float32 exp: 2), for x from -87 (2ⁿ normal) up. Written out with its constants:
+# in this form LLVM vectorises it.
+_F32 = np.float32
+_LOG2_E, _ROUND, _LN2_HI, _LN2_LO = (_F32(1.4426950408889634), _F32(1.5 * 2**23),
+                                     _F32(0.693359375), _F32(-2.12194440e-4))
+_P0, _P1, _P2, _P3, _P4, _P5 = map(_F32, (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
+                                          4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1))
+_LOWEST, _ZERO, _ONE = _F32(-87.0), _F32(0.0), _F32(1.0)
+# The rows the one-pass loops are faster on (measured at B = 256): narrower ones gain less
+# than their extra arguments cost, and wider ones outgrow the first-level cache between the
+# passes over a row; there NumPy's exp over the whole array, then one pass per row, wins.
+_ONE_PASS_CLASSES = range(128, 4097)
+
+
+def _softmax_cross_entropy_float32_loops(logits, labels, grad, picked, exps, scale_bits,
+                                         scales, norm, inverse_norm, largest_logit,
+                                         smallest_sum):
+    """Per row: ``e = exp(z)`` (``-inf``: 0), ``s = Σ e``, ``picked = z_y - log s``,
+    ``grad = e / (s · norm)`` minus ``1/norm`` at the label; ``scales`` is ``scale_bits``
+    viewed as float32. False, with nothing promised about ``grad``, when a logit is NaN, +inf,
+    above ``largest_logit`` or finite below -87, or a row sum is below ``smallest_sum``."""
+    n_classes = logits.shape[1]
+    for row in range(logits.shape[0]):
+        bad = False
+        for col in range(n_classes):
+            x = logits[row, col]
+            usable = x >= _LOWEST  # False for NaN and -inf
+            bad |= (x != x) | (x > largest_logit) | ((x < _LOWEST) & (x != -np.inf))
+            x = x if usable else _LOWEST
+            n = (x * _LOG2_E + _ROUND) - _ROUND
+            r = (x - n * _LN2_HI) - n * _LN2_LO
+            polynomial = (((((_P0 * r + _P1) * r + _P2) * r + _P3) * r + _P4) * r + _P5) * (r * r)
+            exps[col] = polynomial + r + _ONE if usable else _ZERO
+            scale_bits[col] = (np.int32(n) + np.int32(127)) << np.int32(23)
+        if bad:
+            return False
+        total = _scaled_row_sum(exps, scales)
+        if not total >= smallest_sum:
+            return False
+        label = labels[row]
+        picked[row] = logits[row, label] - np.log(total)
+        inverse = _ONE / (total * norm)
+        for col in range(n_classes):
+            grad[row, col] = exps[col] * inverse
+        grad[row, label] -= inverse_norm
+    return True
+
+
+def _scaled_row_sum(exps, scales):
+    """``exps ← exps ⊙ scales`` and their sum. Compiled with reassociation, which vectorises
+    the sum, apart from the loops above (where it would undo the split of ln 2)."""
+    total = exps.dtype.type(0)
+    for col in range(exps.shape[0]):
+        term = exps[col] * scales[col]
+        exps[col] = term
+        total += term
+    return total
 
 
 def _normalise_minus_onehot_loops(logits, labels, exps, picked, norm, inverse_norm,
@@ -411,6 +480,10 @@ def _compile() -> SimpleNamespace:
     layout, into numba's on-disk cache (later processes load it), or without a cache where no
     folder for it is writable. ImportError without numba."""
     import numba
+    import numba.extending
+
+    # Callable from the compiled loops, with its own fastmath flags (see the function).
+    numba.extending.register_jitable(fastmath={"reassoc"})(_scaled_row_sum)
 
     def jit(loops, **options):
         # error_model="numpy": x / 0 is ±inf or NaN as in NumPy, not a ZeroDivisionError.
@@ -428,6 +501,8 @@ def _compile() -> SimpleNamespace:
         bias_relu=jit(_bias_relu_loops),
         relu_backward_bias_grad=jit(_relu_backward_bias_grad_loops),
         softmax_vjp=jit(_softmax_vjp_loops, **summing),
+        softmax_cross_entropy_float32=jit(_softmax_cross_entropy_float32_loops,
+                                          fastmath={"contract"}),
         normalise_minus_onehot=jit(_normalise_minus_onehot_loops, **summing),
         sgd_step=jit(_sgd_step_loops),
         adam_step=jit(_adam_step_loops),
