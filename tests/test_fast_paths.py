@@ -1,9 +1,12 @@
 """The training path's shortcuts give exactly what the public, step-by-step path gives.
 
 ``fit`` skips the first layer's input gradient, ReLU multiplies by a mask, the fused loss has
-a hard-label path, and small models are optimised as one flat vector: each is checked here
-against the plain computation it replaces.
+a hard-label path (which overwrites its last gradient's array when nobody holds it), and small
+models are optimised as one flat vector: each is checked here against the plain computation
+it replaces. ``fit``'s fused MLP step has its own file, ``test_fused.py``.
 """
+
+import weakref
 
 import numpy as np
 import pytest
@@ -151,3 +154,38 @@ def test_sgd_first_momentum_step_is_exactly_the_gradient_step(rng):
     cr.SGD(0.5, momentum=0.9).step(model)
     for key, grad in model.grads.items():
         np.testing.assert_array_equal(model.params[key], before[key] - grad * 0.5)
+
+
+# --- SoftmaxCrossEntropy reuses its last gradient's array when nobody else holds it ---------
+
+@pytest.mark.parametrize("n_classes", [10, 300, 5000])  # each kernel path: small, one pass, wide
+def test_cross_entropy_overwrites_only_a_gradient_nobody_holds(n_classes, rng):
+    loss = cr.SoftmaxCrossEntropy()
+    logits = rng.normal(size=(6, n_classes)).astype(np.float32)
+    labels = rng.integers(0, n_classes, 6)
+    loss.forward(logits, labels)
+    spare = weakref.ref(loss._grad)  # a weak reference does not hold it
+    loss.forward(2 * logits, labels)
+    assert spare() is loss._grad  # reused: no new array per batch
+    fresh = cr.SoftmaxCrossEntropy()
+    fresh.forward(2 * logits, labels)
+    np.testing.assert_array_equal(loss.backward(), fresh.backward())  # and the same values
+
+    kept = loss.backward()  # the caller keeps it, or a view of it: never overwritten
+    row = loss.backward()[0]
+    copies = kept.copy(), row.copy()
+    loss.forward(3 * logits, labels)
+    assert loss.backward() is not kept
+    np.testing.assert_array_equal(kept, copies[0])
+    np.testing.assert_array_equal(row, copies[1])
+
+
+def test_a_failed_cross_entropy_forward_leaves_no_stale_gradient(rng):
+    loss = cr.SoftmaxCrossEntropy()
+    logits = rng.normal(size=(4, 300)).astype(np.float32)
+    loss.forward(logits, np.arange(4))
+    logits[2, 5] = np.nan
+    with pytest.raises(NonFiniteError):
+        loss.forward(logits, np.arange(4))
+    with pytest.raises(RuntimeError, match="backward called before forward"):
+        loss.backward()

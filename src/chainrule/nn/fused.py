@@ -110,7 +110,8 @@ class FusedStep:
         if not math.isfinite(np.add.reduce(logits, axis=None)):  # NaN, ±inf (or a huge sum)
             return None
         norm = rows if self.loss.reduction == "mean" else 1
-        fused = kernels.softmax_cross_entropy(logits, labels, norm, self.large)
+        fused = kernels.softmax_cross_entropy(logits, labels, norm, self.large,
+                                              self.loss._spare_grad(logits))
         if fused is None:
             return None
         picked, grad = fused

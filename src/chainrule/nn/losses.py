@@ -9,6 +9,7 @@ effective target matrix ``T`` and one normaliser ``N`` (see ``_effective_targets
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 
 import numpy as np
@@ -202,7 +203,7 @@ class SoftmaxCrossEntropy(_ClassificationLoss):
         ``∂E/∂z = (p - onehot(y)) / N``, both from one fused kernel
         (``chainrule.nn.kernels.softmax_cross_entropy``), no C×C Jacobian."""
         norm = len(labels) if self.reduction == "mean" else 1
-        fused = softmax_cross_entropy(logits, labels, norm)
+        fused = softmax_cross_entropy(logits, labels, norm, out=self._spare_grad(logits))
         if fused is None:  # NaN, +inf or a row all -inf
             self._check_logits(logits)  # raises, naming the bad entry
         picked, grad = fused
@@ -219,6 +220,19 @@ class SoftmaxCrossEntropy(_ClassificationLoss):
                 loss = -float(np.add.reduce(picked / norm))
         self._grad = grad
         return loss
+
+    def _spare_grad(self, logits: np.ndarray) -> np.ndarray | None:
+        """The last gradient's array, for this forward to overwrite, when nothing but this
+        loss refers to it (no caller kept it, nor a view of it), else None. A new array of
+        megabytes costs page faults on every batch; this one is warm. Taken away from the
+        loss meanwhile: a failed forward leaves no gradient, as it should."""
+        grad = self._grad
+        # References: the loss's attribute, `grad` and getrefcount's argument.
+        if (grad is None or grad.shape != logits.shape or grad.dtype != logits.dtype
+                or not grad.flags.c_contiguous or sys.getrefcount(grad) > 3):
+            return None
+        self._grad = None
+        return grad
 
     def _plain_labels(self, target: np.ndarray, shape: tuple) -> np.ndarray | None:
         """The validated labels when the fast ``p - onehot`` path applies (hard labels, no
