@@ -82,9 +82,9 @@ def _numpy_kernels(monkeypatch):
        n=st.integers(1, 70), batch_size=st.integers(1, 40),
        dtype=st.sampled_from([np.float32, np.float64]),
        reduction=st.sampled_from(["mean", "sum"]),
-       momentum=st.sampled_from([0.0, 0.9]), seed=st.integers(0, 2**16))
+       optimizer=st.sampled_from(["SGD", "SGD momentum", "Adam"]), seed=st.integers(0, 2**16))
 def test_fused_fit_equals_the_plain_path_to_the_bit(hidden, n, batch_size, dtype, reduction,
-                                                     momentum, seed):
+                                                     optimizer, seed):
     rng = np.random.default_rng(seed)
     X, y = _data(rng, n=n, n_in=5, n_classes=3, dtype=dtype)
     runs = []
@@ -92,29 +92,53 @@ def test_fused_fit_equals_the_plain_path_to_the_bit(hidden, n, batch_size, dtype
         _numpy_kernels(monkeypatch)
         for use_fused in (False, True):
             model = cr.mlp(5, tuple(hidden), 3, seed=seed, dtype=dtype)
-            history, optimizer, loss, calls = _fit(
-                model, X, y, use_fused, optimizer=cr.SGD(0.1, momentum=momentum),
+            history, trained, loss, calls = _fit(
+                model, X, y, use_fused, optimizer=_optimizer(optimizer),
                 loss=cr.SoftmaxCrossEntropy(reduction=reduction), monkeypatch=monkeypatch,
                 batch_size=batch_size)
             assert (calls[0] is not None) == use_fused
-            runs.append((model, history, optimizer, loss))
+            runs.append((model, history, trained, loss))
     _assert_same_training(*runs, exact=True)
+
+
+@pytest.mark.parametrize("optimizer", ["SGD", "SGD momentum", "Adam"])
+def test_updating_each_layer_during_backward_equals_the_plain_step_to_the_bit(optimizer, rng,
+                                                                             monkeypatch):
+    """Above the flat-vector limit the fused step updates each layer as soon as backward is
+    done with it, by updaters it keeps: the same arithmetic as ``optimizer.step``."""
+    _numpy_kernels(monkeypatch)
+    X, y = _data(rng, n=100, n_in=60, n_classes=10, dtype=np.float32)
+    runs = []
+    for use_fused in (False, True):
+        model = cr.mlp(60, (300, 200), 10, seed=1, dtype=np.float32)  # 80,510 parameters
+        history, trained, loss, calls = _fit(model, X, y, use_fused, monkeypatch=monkeypatch,
+                                             optimizer=_optimizer(optimizer), batch_size=32)
+        runs.append((model, history, trained, loss))
+    assert calls[0].optimizer is not None  # updated during backward
+    _assert_same_training(*runs, exact=True)
+
+
+def _optimizer(name):
+    return {"SGD": lambda: cr.SGD(0.1), "SGD momentum": lambda: cr.SGD(0.1, momentum=0.9),
+            "Adam": lambda: cr.Adam(0.01)}[name]()
 
 
 @pytest.mark.skipif(not HAS_NUMBA, reason="numba is not installed")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_fused_fit_with_compiled_kernels_equals_the_plain_path_to_rounding(dtype, rng,
-                                                                           monkeypatch):
-    # 18,000 parameters: above SMALLEST_COMPILED, so every fused kernel runs compiled, the
-    # loss's too (the plain path leaves its small logits to NumPy: rounding differs there).
+@pytest.mark.parametrize("optimizer", ["SGD momentum", "Adam"])
+def test_fused_fit_with_compiled_kernels_equals_the_plain_path_to_rounding(dtype, optimizer,
+                                                                           rng, monkeypatch):
+    # 80,510 parameters: above SMALLEST_COMPILED, so every fused kernel runs compiled, the
+    # loss's too (the plain path leaves its small logits to NumPy: rounding differs there),
+    # and above the flat-vector limit, so each layer is updated during backward.
     X, y = _data(rng, n=200, n_in=60, n_classes=10, dtype=dtype)
     runs = []
     for use_fused in (False, True):
-        model = cr.mlp(60, (120, 80), 10, seed=1, dtype=dtype)
-        history, optimizer, loss, calls = _fit(model, X, y, use_fused,
-                                               monkeypatch=monkeypatch, batch_size=32)
-        runs.append((model, history, optimizer, loss))
-    assert calls[0].large and kernels.backend() == "numba"
+        model = cr.mlp(60, (300, 200), 10, seed=1, dtype=dtype)
+        history, trained, loss, calls = _fit(model, X, y, use_fused, monkeypatch=monkeypatch,
+                                             optimizer=_optimizer(optimizer), batch_size=32)
+        runs.append((model, history, trained, loss))
+    assert calls[0].large and calls[0].optimizer is not None and kernels.backend() == "numba"
     _assert_same_training(*runs, exact=False)
 
 
@@ -144,6 +168,23 @@ def test_fused_step_is_used_for_the_common_mlp_and_declined_otherwise(rng):
     mixed = cr.mlp(12, (8,), 4, seed=0)
     mixed.layers[0].params["b"] = mixed.layers[0].params["b"].astype(np.float32)
     assert FOR_TRAINING(mixed, ce, sgd, y) is None
+
+
+def test_a_method_replaced_on_a_class_or_tied_weights_switch_it_off(rng, monkeypatch):
+    _, y = _data(rng)
+    model, ce, sgd = cr.mlp(12, (8,), 4, seed=0), cr.SoftmaxCrossEntropy(), cr.SGD(0.1)
+    assert FOR_TRAINING(model, ce, sgd, y) is not None
+    for owner, name in [(cr.Dense, "forward"), (cr.ReLU, "_function"), (cr.Layer, "_check_input"),
+                        (cr.SoftmaxCrossEntropy, "_forward_labels"), (cr.SGD, "_updater"),
+                        (cr.Sequential, "forward")]:
+        with monkeypatch.context() as patch:
+            original = getattr(owner, name)
+            patch.setattr(owner, name, lambda self, *args, _f=original: _f(self, *args))
+            assert FOR_TRAINING(model, ce, sgd, y) is None, (owner, name)
+    tied = cr.Sequential([cr.Dense(12, 12), cr.ReLU(), cr.Dense(12, 12), cr.ReLU(),
+                          cr.Dense(12, 4)])
+    tied.layers[2].params["W"] = tied.layers[0].params["W"]
+    assert FOR_TRAINING(tied, ce, sgd, y) is None
 
 
 @pytest.mark.parametrize("where", ["layer", "loss"])

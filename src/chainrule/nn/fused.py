@@ -10,12 +10,13 @@ leaves what the plain path leaves: every ``grads`` array, the layers' caches (``
 ``ReLU.y``) and the loss's gradient.
 
 It is a speed shortcut, so it only runs where it is the plain path: the exact classes (no
-subclass, no method replaced on an instance), the model's dtype, labels validated by ``fit``,
-a loss without weights, smoothing or an ignored class. A batch whose logits or loss are not
-finite is handed back (``forward`` returns None) for ``fit`` to rerun layer by layer, which
-reports it as it always does. ``tests/test_fused.py`` checks it equal to the plain path: to
-the bit with the NumPy kernels; with numba, to rounding (the loss kernel then runs compiled
-on logits the plain path leaves to NumPy).
+subclass, no method replaced on an instance or on the class), the model's dtype, no parameter
+sharing memory with another, labels validated by ``fit``, a loss without weights, smoothing or
+an ignored class. A batch whose logits or loss are not finite is handed back (``forward``
+returns None) for ``fit`` to rerun layer by layer, which reports it as it always does.
+``tests/test_fused.py`` checks it equal to the plain path: to the bit with the NumPy kernels;
+with numba, to rounding (the loss kernel then runs compiled on logits the plain path leaves to
+NumPy).
 """
 
 from __future__ import annotations
@@ -32,11 +33,26 @@ from chainrule.nn.optimizers import SGD, Adam, Optimizer
 
 __all__ = ["FusedStep"]
 
-# Methods whose replacement on an instance (or in a subclass) makes the plain path different.
-_LAYER_METHODS = {"forward", "backward", "_backward_params", "_check_finite",
-                  "_check_dense_input", "_function"}
-_LOSS_METHODS = {"forward", "backward", "_forward_labels", "_plain_labels"}
-_OPTIMIZER_METHODS = {"step", "step_parameter", "uses_flat_path", "_update"}
+# The methods of the plain path, as chainrule defines them: replaced on an instance or on the
+# class (a user's patch, a debugging wrapper), the plain path is no longer this step's.
+_LAYER_METHODS = ("forward", "backward", "_backward_params", "_check_input", "_check_grad_out",
+                  "_check_finite", "_check_dense_input", "_function")
+_AS_WRITTEN = {cls: {name: getattr(cls, name, None) for name in names} for cls, names in (
+    (Sequential, ("forward", "backward")),
+    (Dense, _LAYER_METHODS),
+    (ReLU, _LAYER_METHODS),
+    (SoftmaxCrossEntropy, ("forward", "backward", "_forward_labels", "_plain_labels",
+                           "_labels", "_check_output")),
+    (SGD, ("step", "step_parameter", "uses_flat_path", "updater", "_updater", "_new_state")),
+    (Adam, ("step", "step_parameter", "uses_flat_path", "updater", "_updater", "_new_state")),
+)}
+
+
+def _as_written(obj: object, cls: type) -> bool:
+    """``obj`` is exactly a ``cls``, whose plain-path methods are chainrule's own."""
+    methods = _AS_WRITTEN[cls]
+    return (type(obj) is cls and not methods.keys() & vars(obj).keys()
+            and all(getattr(cls, name, None) is method for name, method in methods.items()))
 
 
 class FusedStep:
@@ -50,11 +66,13 @@ class FusedStep:
         self.model, self.loss = model, loss
         # Large models: each layer's parameters are updated as soon as backward is done with
         # them, while their gradients are still in cache (the same per-parameter update
-        # ``optimizer.step`` makes, in another order). Small ones: ``fit`` calls ``step``.
+        # ``optimizer.step`` makes, in another order). Small ones: ``fit`` calls ``step``
+        # (one flat vector).
         self.optimizer = None if optimizer.uses_flat_path(model) else optimizer
         self.dense: list[Dense] = model.layers[0::2]
         self.relus: list[ReLU] = model.layers[1::2]
         self._keys = [(f"{index}.W", f"{index}.b") for index in range(0, len(model.layers), 2)]
+        self._updaters: list[list | None] = [None] * len(self.dense)
         self.dtype = model.dtype
         n_params = sum(param.size for param in model.params.values())
         self.large = n_params >= kernels.SMALLEST_COMPILED  # compiled kernels for every array
@@ -68,22 +86,23 @@ class FusedStep:
                      y: np.ndarray) -> FusedStep | None:
         """The fused step for ``fit(model, loss, optimizer, ...)`` on class indices ``y``,
         or None."""
-        layers = model.layers if type(model) is Sequential else []
-        if (not layers or len(layers) % 2 == 0 or "forward" in vars(model)
-                or any(type(layer) is not (ReLU if index % 2 else Dense) or
-                       _LAYER_METHODS & vars(layer).keys()
-                       for index, layer in enumerate(layers))):
+        layers = model.layers if _as_written(model, Sequential) else []
+        if (not layers or len(layers) % 2 == 0
+                or not all(_as_written(layer, ReLU if index % 2 else Dense)
+                           for index, layer in enumerate(layers))):
             return None
-        dtypes = {param.dtype for param in model.params.values()}
-        if dtypes != {np.dtype(model.dtype)} or model.dtype not in (np.float32, np.float64):
+        params = list(model.params.values())
+        if ({param.dtype for param in params} != {np.dtype(model.dtype)}
+                or model.dtype not in (np.float32, np.float64)
+                or any(np.may_share_memory(first, second)  # tied weights: updated in order
+                       for index, first in enumerate(params) for second in params[index + 1:])):
             return None
         n_classes = layers[-1].params["W"].shape[1]
-        if (type(loss) is not SoftmaxCrossEntropy or _LOSS_METHODS & vars(loss).keys()
-                or loss.weight is not None or loss.label_smoothing != 0
-                or 0 <= loss.ignore_index < n_classes or loss.reduction not in ("mean", "sum")
-                or y.ndim != 1):
+        if (not _as_written(loss, SoftmaxCrossEntropy) or loss.weight is not None
+                or loss.label_smoothing != 0 or 0 <= loss.ignore_index < n_classes
+                or loss.reduction not in ("mean", "sum") or y.ndim != 1):
             return None
-        if type(optimizer) not in (SGD, Adam) or _OPTIMIZER_METHODS & vars(optimizer).keys():
+        if not (_as_written(optimizer, SGD) or _as_written(optimizer, Adam)):
             return None
         return cls(model, loss, optimizer)
 
@@ -147,10 +166,18 @@ class FusedStep:
         return self.optimizer is not None
 
     def _update(self, index: int) -> None:
-        if self.optimizer is not None:
+        """``optimizer.step_parameter`` on the ``index``-th ``Dense``'s ``W`` and ``b``, by
+        updaters made on the first step and kept for the run (the arrays stay the same)."""
+        if self.optimizer is None:
+            return
+        updaters = self._updaters[index]
+        if updaters is None:
             dense = self.dense[index]
-            for key, name in zip(self._keys[index], ("W", "b"), strict=True):
-                self.optimizer.step_parameter(key, dense.params[name], dense.grads[name])
+            updaters = self._updaters[index] = [
+                self.optimizer.updater(key, dense.params[name], dense.grads[name], self.large)
+                for key, name in zip(self._keys[index], ("W", "b"), strict=True)]
+        for update in updaters:
+            update()
 
     def _allocate(self, rows: int) -> None:
         widths = [dense.params["W"].shape[1] for dense in self.dense]

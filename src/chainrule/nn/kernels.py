@@ -18,12 +18,14 @@ from __future__ import annotations
 import functools
 import math
 import os
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import numpy as np
 
-__all__ = ["adam_step", "backend", "bias_relu", "relu_backward", "relu_backward_bias_grad",
-           "sgd_step", "softmax_cross_entropy", "softmax_vjp"]
+__all__ = ["adam_step", "adam_updater", "backend", "bias_relu", "relu_backward",
+           "relu_backward_bias_grad", "sgd_step", "sgd_updater", "softmax_cross_entropy",
+           "softmax_vjp"]
 
 
 def backend() -> str:
@@ -314,13 +316,23 @@ def sgd_step(param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray], 
              momentum: float, nesterov: bool, weight_decay: float) -> None:
     """SGD in place: ``g ← g + λ p``; ``v ← μ v + g``; ``p ← p - lr·v`` (Nesterov: ``p ← p -
     lr·(g + μ v)``); without momentum ``p ← p - lr·g``. ``state`` from ``SGD._new_state``."""
-    compiled = _compiled_for(param)
+    sgd_updater(param, grad, state, lr, momentum, nesterov, weight_decay)()
+
+
+def sgd_updater(param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray], lr: float,
+                momentum: float, nesterov: bool, weight_decay: float,
+                large: bool = False) -> Callable[[], None]:
+    """``sgd_step`` with these arguments as a function of nothing: dispatch, checks and flat
+    views done once, for a loop that updates the same arrays many times (``fit``'s fused
+    step, which keeps the arrays). ``large``: as for ``bias_relu``."""
+    compiled = _compiled_for(param, large)
     if compiled is None or not _in_place_ok(param, grad, state["velocity"]):
-        _sgd_step_numpy(param, grad, state, lr, momentum, nesterov, weight_decay)
-        return
+        return functools.partial(_sgd_step_numpy, param, grad, state, lr, momentum, nesterov,
+                                 weight_decay)
     scalar = param.dtype.type
-    compiled.sgd_step(param.reshape(-1), grad.reshape(-1), state["velocity"].reshape(-1),
-                      scalar(lr), scalar(momentum), nesterov, scalar(weight_decay))
+    return functools.partial(compiled.sgd_step, param.reshape(-1), grad.reshape(-1),
+                             state["velocity"].reshape(-1), scalar(lr), scalar(momentum),
+                             nesterov, scalar(weight_decay))
 
 
 def _sgd_step_numpy(param, grad, state, lr, momentum, nesterov, weight_decay) -> None:
@@ -364,14 +376,26 @@ def adam_step(param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray],
               betas: tuple[float, float], eps: float, weight_decay: float) -> None:
     """Adam in place (``t`` advanced first): ``m ← β1 m + (1-β1) g``, ``v ← β2 v + (1-β2) g²``,
     ``p ← p - lr/(1-β1ᵗ) · m / (√v / √(1-β2ᵗ) + eps)``. ``state`` from ``Adam._new_state``."""
-    compiled = _compiled_for(param)
+    adam_updater(param, grad, state, lr, betas, eps, weight_decay)()
+
+
+def adam_updater(param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray], lr: float,
+                 betas: tuple[float, float], eps: float, weight_decay: float,
+                 large: bool = False) -> Callable[[], None]:
+    """``adam_step`` with these arguments as a function of nothing (see ``sgd_updater``)."""
+    compiled = _compiled_for(param, large)
     if compiled is None or not _in_place_ok(param, grad, state["m"], state["v"]):
-        _adam_step_numpy(param, grad, state, lr, betas, eps, weight_decay)
-        return
-    state["t"] += 1
-    scalars = _adam_scalars(int(state["t"]), lr, betas, eps, param.dtype.type)
-    compiled.adam_step(param.reshape(-1), grad.reshape(-1), state["m"].reshape(-1),
-                       state["v"].reshape(-1), param.dtype.type(weight_decay), *scalars)
+        return functools.partial(_adam_step_numpy, param, grad, state, lr, betas, eps,
+                                 weight_decay)
+    scalar = param.dtype.type
+    arrays = (param.reshape(-1), grad.reshape(-1), state["m"].reshape(-1),
+              state["v"].reshape(-1), scalar(weight_decay))
+
+    def step() -> None:
+        state["t"] += 1
+        compiled.adam_step(*arrays, *_adam_scalars(int(state["t"]), lr, betas, eps, scalar))
+
+    return step
 
 
 def _adam_step_numpy(param, grad, state, lr, betas, eps, weight_decay) -> None:

@@ -6,6 +6,8 @@ correction) are PyTorch's, so results can be compared step for step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from chainrule.nn import kernels
@@ -17,8 +19,8 @@ class Optimizer:
     """Base class: per-parameter state keyed by ``"<layer index>.<name>"``.
 
     A subclass gives ``_new_state(param)`` (its state arrays, shaped like ``param``),
-    ``_update(param, grad, state)``: ``p ← p - Δ`` in place, by its fused kernel in
-    ``chainrule.nn.kernels``, and ``_direction(grad, state)``: ``Δ`` alone, into
+    ``_updater(param, grad, state, large)``: a function making ``p ← p - Δ`` in place, by its
+    fused kernel in ``chainrule.nn.kernels``, and ``_direction(grad, state)``: ``Δ`` alone, into
     ``state["update"]``, for the flat-vector path.
     """
 
@@ -74,13 +76,21 @@ class Optimizer:
     def step_parameter(self, key: str, param: np.ndarray, grad: np.ndarray) -> None:
         """Update one parameter in place from its gradient: ``step``'s per-parameter path,
         where ``key`` names its state (``"<layer index>.<name>"``)."""
+        self.updater(key, param, grad)()
+
+    def updater(self, key: str, param: np.ndarray, grad: np.ndarray,
+                large: bool = False) -> Callable[[], None]:
+        """``step_parameter(key, param, grad)`` as a function of nothing, its state and kernel
+        looked up once: for a loop that updates the same arrays many times and changes
+        neither them nor the settings meanwhile (``fit``'s fused step). ``large``: the model
+        is large enough for the compiled kernels whatever this parameter's size."""
         if self._flat is not None:  # the flat path ran before: its views become the state
             self.state, self._flat = self._unshared_state(), None
         state = self.state.get(key)
         if (state is None or state["update"].shape != param.shape
                 or state["update"].dtype != param.dtype):
             state = self.state[key] = self._new_state(param)
-        self._update(param, grad, state)
+        return self._updater(param, grad, state, large)
 
     def _step_flat(self, entries: list, layout: list) -> None:
         """``step`` on the concatenation of all parameters (see ``_FLAT_LIMIT``)."""
@@ -124,8 +134,9 @@ class Optimizer:
         """``scratch`` holds the weight-decayed gradient, ``update`` the step ``Δ``."""
         return {"scratch": np.empty_like(param), "update": np.empty_like(param)}
 
-    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict) -> None:
-        """``p ← p - Δ`` for one parameter, weight decay included (a fused kernel)."""
+    def _updater(self, param: np.ndarray, grad: np.ndarray, state: dict,
+                 large: bool) -> Callable[[], None]:
+        """``p ← p - Δ`` for one parameter, weight decay included (a fused kernel), bound."""
         raise NotImplementedError
 
     def _direction(self, grad: np.ndarray, state: dict) -> np.ndarray:
@@ -154,9 +165,10 @@ class SGD(Optimizer):
         # v starts at 0, so the first step's μ·0 + g is exactly g.
         return {**super()._new_state(param), "velocity": np.zeros_like(param)}
 
-    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict) -> None:
-        kernels.sgd_step(param, grad, state, self.lr, self.momentum, self.nesterov,
-                         self.weight_decay)
+    def _updater(self, param: np.ndarray, grad: np.ndarray, state: dict,
+                 large: bool) -> Callable[[], None]:
+        return kernels.sgd_updater(param, grad, state, self.lr, self.momentum, self.nesterov,
+                                   self.weight_decay, large)
 
     def _direction(self, grad: np.ndarray, state: dict) -> np.ndarray:
         return kernels.sgd_direction(grad, state, self.lr, self.momentum, self.nesterov)
@@ -179,8 +191,10 @@ class Adam(Optimizer):
         return {**super()._new_state(param), "m": np.zeros_like(param),
                 "v": np.zeros_like(param), "t": np.zeros((), dtype=np.int64)}
 
-    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict) -> None:
-        kernels.adam_step(param, grad, state, self.lr, self.betas, self.eps, self.weight_decay)
+    def _updater(self, param: np.ndarray, grad: np.ndarray, state: dict,
+                 large: bool) -> Callable[[], None]:
+        return kernels.adam_updater(param, grad, state, self.lr, self.betas, self.eps,
+                                    self.weight_decay, large)
 
     def _direction(self, grad: np.ndarray, state: dict) -> np.ndarray:
         return kernels.adam_direction(grad, state, self.lr, self.betas, self.eps)
