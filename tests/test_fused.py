@@ -83,7 +83,8 @@ def _numpy_kernels(monkeypatch):
        n=st.integers(1, 70), batch_size=st.integers(1, 40),
        dtype=st.sampled_from([np.float32, np.float64]),
        reduction=st.sampled_from(["mean", "sum"]),
-       optimizer=st.sampled_from(["SGD", "SGD momentum", "Adam"]), seed=st.integers(0, 2**16))
+       optimizer=st.sampled_from(["SGD", "SGD momentum", "SGD Nesterov, decay", "Adam"]),
+       seed=st.integers(0, 2**16))
 def test_fused_fit_equals_the_plain_path_to_the_bit(hidden, n, batch_size, dtype, reduction,
                                                      optimizer, seed):
     rng = np.random.default_rng(seed)
@@ -102,7 +103,8 @@ def test_fused_fit_equals_the_plain_path_to_the_bit(hidden, n, batch_size, dtype
     _assert_same_training(*runs, exact=True)
 
 
-@pytest.mark.parametrize("optimizer", ["SGD", "SGD momentum", "Adam"])
+@pytest.mark.parametrize("optimizer", ["SGD", "SGD momentum", "SGD Nesterov, decay", "Adam",
+                                       "Adam, decay"])
 def test_updating_each_layer_during_backward_equals_the_plain_step_to_the_bit(optimizer, rng,
                                                                              monkeypatch):
     """Above the flat-vector limit the fused step updates each layer as soon as backward is
@@ -121,12 +123,15 @@ def test_updating_each_layer_during_backward_equals_the_plain_step_to_the_bit(op
 
 def _optimizer(name):
     return {"SGD": lambda: cr.SGD(0.1), "SGD momentum": lambda: cr.SGD(0.1, momentum=0.9),
-            "Adam": lambda: cr.Adam(0.01)}[name]()
+            "SGD Nesterov, decay": lambda: cr.SGD(0.1, momentum=0.5, nesterov=True,
+                                                  weight_decay=0.01),
+            "Adam": lambda: cr.Adam(0.01),
+            "Adam, decay": lambda: cr.Adam(0.01, weight_decay=0.01)}[name]()
 
 
 @pytest.mark.skipif(not HAS_NUMBA, reason="numba is not installed")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("optimizer", ["SGD momentum", "Adam"])
+@pytest.mark.parametrize("optimizer", ["SGD momentum", "SGD Nesterov, decay", "Adam, decay"])
 def test_fused_fit_with_compiled_kernels_equals_the_plain_path_to_rounding(dtype, optimizer,
                                                                            rng, monkeypatch):
     # 80,510 parameters: above SMALLEST_COMPILED, so every fused kernel runs compiled, the
