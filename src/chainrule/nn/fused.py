@@ -74,8 +74,7 @@ class FusedStep:
         self._keys = [(f"{index}.W", f"{index}.b") for index in range(0, len(model.layers), 2)]
         self._updaters: list[list | None] = [None] * len(self.dense)
         self.dtype = model.dtype
-        n_params = sum(param.size for param in model.params.values())
-        self.large = n_params >= kernels.SMALLEST_COMPILED  # compiled kernels for every array
+        self.large = model.n_params >= kernels.SMALLEST_COMPILED  # compiled kernels throughout
         self._outputs: list[np.ndarray] = []  # per Dense, (capacity, n_out)
         # per Dense but the first: its input gradient, and that after ReLU's mask (capacity, n_in)
         self._input_grads: list[tuple[np.ndarray, np.ndarray]] = []
@@ -91,7 +90,7 @@ class FusedStep:
                 or not all(_as_written(layer, ReLU if index % 2 else Dense)
                            for index, layer in enumerate(layers))):
             return None
-        params = list(model.params.values())
+        params = list(model.parameters())
         if ({param.dtype for param in params} != {np.dtype(model.dtype)}
                 or model.dtype not in (np.float32, np.float64)
                 or any(np.may_share_memory(first, second)  # tied weights: updated in order

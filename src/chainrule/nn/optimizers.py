@@ -60,7 +60,7 @@ class Optimizer:
         """Update every parameter of ``model`` (a ``Sequential``) in place."""
         entries = [(key, param, grad) for (key, param), (_, grad)
                    in zip(model.named_parameters(), model.named_grads(), strict=True)]
-        if self.uses_flat_path(model):
+        if self._flat_path_for([param for _, param, _ in entries]):
             self._step_flat(entries, [(key, param.shape, param.dtype)
                                       for key, param, _ in entries])
             return
@@ -69,7 +69,9 @@ class Optimizer:
 
     def uses_flat_path(self, model) -> bool:
         """Whether ``step(model)`` updates all parameters as one flat vector (small models)."""
-        params = list(model.params.values())
+        return self._flat_path_for(list(model.parameters()))
+
+    def _flat_path_for(self, params: list[np.ndarray]) -> bool:
         return (bool(params) and len({param.dtype for param in params}) == 1
                 and sum(param.size for param in params) <= self._FLAT_LIMIT)
 
