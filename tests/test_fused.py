@@ -6,7 +6,6 @@ a method replaced on an instance or a class, or tied weights, must switch it off
 """
 
 import copy
-import importlib.util
 import pickle
 
 import numpy as np
@@ -16,8 +15,8 @@ from hypothesis import strategies as st
 
 import chainrule as cr
 from chainrule.nn import fused, kernels, training
+from numba_marks import needs_numba
 
-HAS_NUMBA = importlib.util.find_spec("numba") is not None
 FOR_TRAINING = fused.FusedStep.for_training
 
 
@@ -129,7 +128,7 @@ def _optimizer(name):
             "Adam, decay": lambda: cr.Adam(0.01, weight_decay=0.01)}[name]()
 
 
-@pytest.mark.skipif(not HAS_NUMBA, reason="numba is not installed")
+@needs_numba
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("optimizer", ["SGD momentum", "SGD Nesterov, decay", "Adam, decay"])
 def test_fused_fit_with_compiled_kernels_equals_the_plain_path_to_rounding(dtype, optimizer,

@@ -6,7 +6,6 @@ views. Element-wise kernels and optimizer steps must agree exactly; kernels that
 sum agree to the dtype's rounding. The numba half skips when numba is not installed.
 """
 
-import importlib
 import os
 import subprocess
 import sys
@@ -16,18 +15,8 @@ import pytest
 
 import chainrule as cr
 from chainrule.nn import kernels
+from numba_marks import BACKENDS, HAS_NUMBA, needs_numba
 
-
-def _importable(name: str) -> bool:
-    try:
-        importlib.import_module(name)
-    except ImportError:
-        return False
-    return True
-
-
-HAS_NUMBA = _importable("numba")
-needs_numba = pytest.mark.skipif(not HAS_NUMBA, reason="numba is not installed")
 DTYPES = [np.float32, np.float64]
 SHAPES = [(1, 1), (7, 13), (33, 3), (2, 257)]
 
@@ -240,7 +229,7 @@ def test_adam_step_equals_reference_exactly(dtype, shape, weight_decay, rng, mon
         np.testing.assert_array_equal(ours, expected)
 
 
-@pytest.mark.parametrize("backend", ["numpy", pytest.param("numba", marks=needs_numba)])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_steps_on_non_contiguous_parameters_update_them_in_place(backend, rng, monkeypatch):
     _on(backend, monkeypatch)
     storage = rng.normal(size=(6, 8))
@@ -343,7 +332,7 @@ def test_kernels_compile_without_a_writable_cache_folder(monkeypatch, rng):
     np.testing.assert_array_equal(grad_in, np.where(output > 0, grad, 0))
 
 
-@pytest.mark.parametrize("backend", ["numpy", pytest.param("numba", marks=needs_numba)])
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_softmax_cross_entropy_at_the_overflow_bound_stays_finite(backend, dtype, monkeypatch):
     """Every logit at the unshifted path's bound, rounded to the dtype: neither a row sum nor

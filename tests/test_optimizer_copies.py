@@ -7,7 +7,6 @@ forever). These tests pin that a copy rebuilds them.
 """
 
 import copy
-import importlib
 import pickle
 
 import numpy as np
@@ -15,18 +14,8 @@ import pytest
 
 import chainrule as cr
 from chainrule.nn import kernels
+from numba_marks import BACKENDS
 
-
-def _importable(name: str) -> bool:
-    try:
-        importlib.import_module(name)
-    except ImportError:
-        return False
-    return True
-
-
-BACKENDS = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(
-    not _importable("numba"), reason="numba is not installed"))]
 OPTIMIZERS = [lambda: cr.SGD(0.05, momentum=0.9, weight_decay=0.01),
               lambda: cr.SGD(0.05, momentum=0.9, nesterov=True), lambda: cr.Adam(0.01)]
 COPIES = [copy.deepcopy, lambda thing: pickle.loads(pickle.dumps(thing))]
