@@ -6,6 +6,8 @@ models are optimised as one flat vector: each is checked here against the plain 
 it replaces. ``fit``'s fused MLP step has its own file, ``test_fused.py``.
 """
 
+import copy
+import pickle
 import weakref
 
 import numpy as np
@@ -189,3 +191,20 @@ def test_a_failed_cross_entropy_forward_leaves_no_stale_gradient(rng):
         loss.forward(logits, np.arange(4))
     with pytest.raises(RuntimeError, match="backward called before forward"):
         loss.backward()
+
+
+def test_a_copied_or_pickled_cross_entropy_keeps_its_own_gradient_array(rng):
+    """The reuse of the last gradient's array never reaches across copies: a deep copy or a
+    pickle of the loss has an array of its own, and each forward fills only its own."""
+    loss = cr.SoftmaxCrossEntropy()
+    logits = rng.normal(size=(6, 300)).astype(np.float32)
+    labels = rng.integers(0, 300, 6)
+    loss.forward(logits, labels)
+    copies = [copy.deepcopy(loss), pickle.loads(pickle.dumps(loss))]
+    before = [twin.backward().copy() for twin in copies]
+    loss.forward(2 * logits, labels)  # overwrites the original's array in place
+    for twin, saved in zip(copies, before, strict=True):
+        assert twin.backward() is not loss.backward()
+        np.testing.assert_array_equal(twin.backward(), saved)
+        twin.forward(2 * logits, labels)
+        np.testing.assert_array_equal(twin.backward(), loss.backward())

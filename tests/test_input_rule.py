@@ -1,6 +1,9 @@
 """One rule for inputs: forward/model(x) take what the first layer takes; predict,
 predict_proba and evaluate take raw inputs; a model's dtype decides its arithmetic."""
 
+import copy
+import pickle
+
 import numpy as np
 import pytest
 
@@ -43,6 +46,25 @@ def test_raw_inputs_cannot_reach_the_first_layer_by_accident(digits_model):
     # A model without a recorded scaling takes plain arrays, as before.
     plain = cr.mlp(64, 8, 10, seed=0)
     assert plain(X).shape == (len(X), 10)
+
+
+def test_prepared_inputs_keep_their_mark_through_copies_pickles_and_dtype_changes(digits_model):
+    """``PreparedInputs`` is an ndarray subclass: a deep copy, a pickle, ``astype`` and
+    ``copy`` stay prepared (so ``forward`` takes them, and ``prepare`` never scales them
+    again), with the same values; only a plain array view drops the mark."""
+    model, X, _ = digits_model
+    prepared = model.prepare(X[:20])
+    expected = model(prepared)
+    variants = {"deepcopy": copy.deepcopy(prepared), "copy": prepared.copy(),
+                "pickle": pickle.loads(pickle.dumps(prepared)),
+                "astype float32": prepared.astype(np.float32)}
+    for name, variant in variants.items():
+        assert isinstance(variant, PreparedInputs), name
+        assert model.prepare(variant) is variant, name  # not scaled a second time
+        np.testing.assert_allclose(model(variant), expected, rtol=1e-5, err_msg=name)
+    np.testing.assert_array_equal(variants["pickle"], prepared)
+    with pytest.raises(ValueError, match="records standard scaling"):
+        model(np.asarray(prepared))
 
 
 def test_evaluate_names_the_feature_mismatch(digits_model, capsys, tmp_path):
