@@ -73,13 +73,43 @@ def test_runaway_finite_loss_stops_at_the_first_runaway_batch(iris):
 
 
 def test_runaway_rule_never_fires_on_healthy_swings():
-    assert _loss_problem(9.0, [2.3]) is None  # digits: back up to 9 after 5e-8
-    assert _loss_problem(9.0, [5e-8]) is None  # the reference is taken as at least 1
-    assert _loss_problem(0.9 * RUNAWAY_FACTOR, [5e-8]) is None
-    assert "runaway" in _loss_problem(1.1 * RUNAWAY_FACTOR, [1e-3])
-    assert _loss_problem(0.5e6 * 100, [100.0]) is None
-    assert "float32's range" in _loss_problem(1e39, [])
-    assert "became nan" in _loss_problem(float("nan"), [1.0])
+    assert _loss_problem(9.0, 2.3) is None  # digits: back up to 9 after 5e-8
+    assert _loss_problem(9.0, 5e-8) is None  # the reference is taken as at least 1
+    assert _loss_problem(0.9 * RUNAWAY_FACTOR, 5e-8) is None
+    assert "runaway" in _loss_problem(1.1 * RUNAWAY_FACTOR, 1e-3)
+    assert _loss_problem(0.5e6 * 100, 100.0) is None
+    assert _loss_problem(1e30, None) is None  # the first batch has no reference yet
+    assert "float32's range" in _loss_problem(1e39, None)
+    assert "became nan" in _loss_problem(float("nan"), 1.0)
+
+
+class ScriptedLoss(cr.MSELoss):
+    """MSE's gradient, with batch losses read from a script (the runaway test's input)."""
+
+    def __init__(self, losses: list[float]) -> None:
+        super().__init__()
+        self.losses = iter(losses)
+
+    def forward(self, output: np.ndarray, target: np.ndarray) -> float:
+        super().forward(output, target)
+        return next(self.losses)
+
+
+def test_runaway_reference_is_the_mean_of_the_first_epochs_batches():
+    X, y = np.zeros((4, 2)), np.zeros((4, 1))
+    # Epoch 1: batches 1 and 3, mean 2. Epoch 2: 2.5e6 is over 1e6 times the mean (2e6),
+    # under 1e6 times the last batch (3e6) or the largest.
+    loss = ScriptedLoss([1.0, 3.0, 2.5e6])
+    with pytest.raises(FloatingPointError, match=r"epoch 2, batch 1: the loss reached 2.5e\+06, "
+                                                 r"over 1e\+06 times the first epoch's mean "
+                                                 r"batch loss 2 "):
+        cr.fit(cr.Sequential([cr.Dense(2, 1, seed=0)]), loss, cr.SGD(1e-9), X, y, epochs=2,
+               batch_size=2, shuffle=False, verbose=0)
+    # Within epoch 1 the reference is the mean of its batches so far: (1 + 3) / 2 at batch 3.
+    loss = ScriptedLoss([1.0, 3.0, 2.5e6])
+    with pytest.raises(FloatingPointError, match=r"epoch 1, batch 3: .* mean batch loss 2 "):
+        cr.fit(cr.Sequential([cr.Dense(2, 1, seed=0)]), loss, cr.SGD(1e-9), np.zeros((6, 2)),
+               np.zeros((6, 1)), epochs=1, batch_size=2, shuffle=False, verbose=0)
 
 
 def test_continued_training_of_a_trained_model_is_not_stopped(iris):

@@ -22,21 +22,20 @@ RUNAWAY_FACTOR = 1e6
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def loss_problem(batch_loss: float, first_epoch_losses: list[float]) -> str | None:
+def loss_problem(batch_loss: float, reference: float | None) -> str | None:
     """What is wrong with ``batch_loss`` (non-finite or runaway), or None.
 
-    The reference is the first epoch's mean batch loss (during it, of its batches so far).
+    ``reference``: the first epoch's mean batch loss (during it, of its batches so far; None
+    before the first batch).
     """
     if not math.isfinite(batch_loss):
         return f"the loss became {batch_loss}"
     if batch_loss > _FLOAT32_MAX:
         return f"the loss reached {batch_loss:.3g}, beyond float32's range (runaway)"
-    if first_epoch_losses:
-        reference = sum(first_epoch_losses) / len(first_epoch_losses)
-        if batch_loss > RUNAWAY_FACTOR * max(reference, 1.0):
-            return (f"the loss reached {batch_loss:.3g}, over {RUNAWAY_FACTOR:.0e} times the "
-                    f"first epoch's mean batch loss {reference:.3g} (taken as at least 1): "
-                    "runaway")
+    if reference is not None and batch_loss > RUNAWAY_FACTOR * max(reference, 1.0):
+        return (f"the loss reached {batch_loss:.3g}, over {RUNAWAY_FACTOR:.0e} times the "
+                f"first epoch's mean batch loss {reference:.3g} (taken as at least 1): "
+                "runaway")
     return None
 
 

@@ -185,7 +185,9 @@ def fit(
     X_batch = np.empty_like(X, shape=(min(batch_size, len(X)), X.shape[1]))  # prepared, too
     y_batch = np.empty((min(batch_size, len(X)), *y.shape[1:]), dtype=y.dtype)
     best_loss, best_weights, waited = np.inf, None, 0
-    first_epoch_losses: list[float] = []  # the runaway test's reference
+    # The runaway test's reference, the first epoch's mean batch loss: a running sum (a list
+    # summed per batch would make the first epoch quadratic in its batch count).
+    first_epoch_total, first_epoch_batches = 0.0, 0
     # The common MLP's step without the layer-by-layer Python path (same arithmetic).
     fused_step = FusedStep.for_training(model, loss, optimizer, y) if classes else None
     first_trainable = next((index for index, layer in enumerate(model.layers) if layer.params),
@@ -214,7 +216,8 @@ def fit(
                         batch_loss = loss.forward(output, yb)
                     else:
                         output, batch_loss = fused
-                    problem = loss_problem(batch_loss, first_epoch_losses)
+                    problem = loss_problem(batch_loss, first_epoch_total / first_epoch_batches
+                                           if first_epoch_batches else None)
                     updated = False
                     if problem is None and fused is None:
                         _backward_to_params(model, loss.backward(), first_trainable)
@@ -228,7 +231,8 @@ def fit(
                     diverged(model, f"epoch {epoch + 1}, batch {batch_index + 1}: {problem}",
                              history, best_weights, snapshot, epoch)
                 if epoch == 0:
-                    first_epoch_losses.append(batch_loss)
+                    first_epoch_total += batch_loss
+                    first_epoch_batches += 1
                 if not updated:
                     optimizer.step(model)
                 total_loss += batch_loss * len(xb) if loss.reduction == "mean" else batch_loss
@@ -238,8 +242,6 @@ def fit(
                 diverged(model, f"epoch {epoch + 1}, after its last batch: parameters "
                                 f"{non_finite_params(model)} became non-finite", history,
                          best_weights, snapshot, epoch)
-            if epoch == 0:
-                first_epoch_losses[:] = [float(np.mean(first_epoch_losses))]
             history.epoch.append(epoch)
             history.history["loss"].append(total_loss / len(X))
             if classes or y.ndim == 2:
