@@ -136,6 +136,8 @@ def test_fused_fit_with_compiled_kernels_equals_the_plain_path_to_rounding(dtype
     # 80,510 parameters: above SMALLEST_COMPILED, so every fused kernel runs compiled, the
     # loss's too (the plain path leaves its small logits to NumPy: rounding differs there),
     # and above the flat-vector limit, so each layer is updated during backward.
+    compiled = kernels._compile()  # numba even under CHAINRULE_KERNELS=numpy
+    monkeypatch.setattr(kernels, "_compiled", lambda: compiled)
     X, y = _data(rng, n=200, n_in=60, n_classes=10, dtype=dtype)
     runs = []
     for use_fused in (False, True):

@@ -145,16 +145,18 @@ def test_softmax_cross_entropy_equals_reference(dtype, shape, case, rng, monkeyp
 
 
 @needs_numba
-@pytest.mark.parametrize("n_classes", [127, 128, 300, 4096, 4097])
+@pytest.mark.parametrize("n_classes", [127, 128, 300, 1024, 1025, 4096, 10000])
 @pytest.mark.parametrize("low", [-86.9, -87.1, -np.inf])
 def test_float32_softmax_cross_entropy_in_one_pass_is_within_ulps_of_exact(n_classes, low, rng,
                                                                            monkeypatch):
-    """The one-pass float32 loops (their own exp, for 128 ≤ C ≤ 4096) and the paths either
-    side of them, against the softmax computed in float64: within a few float32 ulps of
-    each entry's scale. Logits below -87 (not -inf) are handed to the reference."""
+    """The one-pass float32 loops (their own exp, for C ≥ 128, in chunks of 1024 classes)
+    and the path below them, against the softmax computed in float64: within a few float32
+    ulps of each entry's scale. Logits below -87 (not -inf) are handed to the reference; here
+    they sit in the first chunk and in the last."""
     logits = (rng.normal(size=(6, n_classes)) * 8).astype(np.float32)
-    logits[:, 1] = low  # tiny or masked classes
-    labels = rng.integers(2, n_classes, 6)
+    logits[:, [1, -2]] = low  # tiny or masked classes
+    labels = rng.integers(2, n_classes - 2, 6)
+    labels[0] = n_classes - 1  # a label in the last chunk
     _on("numba", monkeypatch)
     picked, grad = kernels.softmax_cross_entropy(logits, labels, 6)
     exact = cr.softmax(logits.astype(np.float64))
@@ -165,21 +167,22 @@ def test_float32_softmax_cross_entropy_in_one_pass_is_within_ulps_of_exact(n_cla
     np.testing.assert_allclose(picked, np.log(exact[np.arange(6), labels]), rtol=8 * eps,
                                atol=8 * eps)
     if low == -np.inf:  # a masked class: probability exactly 0
-        assert not grad[:, 1].any()
+        assert not grad[:, [1, -2]].any()
 
 
 @needs_numba
 @pytest.mark.parametrize("bad", [np.nan, np.inf, "row of -inf", "nan after the max"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_softmax_cross_entropy_declines_rows_without_a_finite_max(bad, dtype, rng,
+@pytest.mark.parametrize("n_classes", [5, 3000])  # 3000: the bad entry in the third chunk
+def test_softmax_cross_entropy_declines_rows_without_a_finite_max(bad, dtype, n_classes, rng,
                                                                  monkeypatch):
-    logits = rng.normal(size=(4, 5)).astype(dtype)
+    logits = rng.normal(size=(4, n_classes)).astype(dtype)
     if bad == "row of -inf":
         logits[2] = -np.inf
     elif bad == "nan after the max":
-        logits[1] = [9.0, np.nan, 0.0, 1.0, 2.0]
+        logits[1, 0], logits[1, -2] = 9.0, np.nan
     else:
-        logits[1, 3] = bad
+        logits[1, -2] = bad
     labels = np.array([0, 1, 2, 3])
     for result, _ in both(monkeypatch, kernels.softmax_cross_entropy, lambda: logits,
                           lambda: labels, lambda: 4):

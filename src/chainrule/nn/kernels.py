@@ -176,11 +176,12 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, norm: float,
     labels = labels.astype(np.intp, copy=False)
     scalar = logits.dtype.type
     largest_logit, smallest_sum = _exp_limits(logits.dtype, n_classes * norm)
-    if logits.dtype == np.float32 and n_classes in _ONE_PASS_CLASSES:  # exp included
+    if logits.dtype == np.float32 and n_classes >= _ONE_PASS_SMALLEST:  # exp included
         grad = np.empty(logits.shape, dtype=np.float32) if out is None else out
-        scale_bits = np.empty(n_classes, dtype=np.int32)
+        chunk = min(n_classes, _ONE_PASS_CHUNK)
+        scale_bits = np.empty(chunk, dtype=np.int32)
         done = compiled.softmax_cross_entropy_float32(
-            logits, labels, grad, picked, np.empty(n_classes, np.float32), scale_bits,
+            logits, labels, grad, picked, np.empty(chunk, np.float32), scale_bits,
             scale_bits.view(np.float32), scalar(norm), scalar(1 / norm),
             scalar(largest_logit), scalar(smallest_sum))
     else:  # NumPy's vectorised exp, then one pass per row for the rest
@@ -241,53 +242,63 @@ _LOG2_E, _ROUND, _LN2_HI, _LN2_LO = (_F32(1.4426950408889634), _F32(1.5 * 2**23)
 _P0, _P1, _P2, _P3, _P4, _P5 = map(_F32, (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
                                           4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1))
 _LOWEST, _ZERO, _ONE = _F32(-87.0), _F32(0.0), _F32(1.0)
-# The rows the one-pass loops are faster on (measured at B = 256): narrower ones gain less
-# than their extra arguments cost, and wider ones outgrow the first-level cache between the
-# passes over a row; there NumPy's exp over the whole array, then one pass per row, wins.
-_ONE_PASS_CLASSES = range(128, 4097)
+# The one-pass loops run on rows of at least this many classes (measured at B = 256): on
+# narrower ones they gain less than their extra arguments cost.
+_ONE_PASS_SMALLEST = 128
+# They take a row in chunks of this many classes: the chunk's exps and scales (8 KB) stay in
+# the first-level cache between the passes over it, however wide the row (whole rows of
+# 10,000 classes did not, and ran 1.6x slower).
+_ONE_PASS_CHUNK = 1024
 
 
 def _softmax_cross_entropy_float32_loops(logits, labels, grad, picked, exps, scale_bits,
                                          scales, norm, inverse_norm, largest_logit,
                                          smallest_sum):
-    """Per row: ``e = exp(z)`` (``-inf``: 0), ``s = Σ e``, ``picked = z_y - log s``,
-    ``grad = e / (s · norm)`` minus ``1/norm`` at the label; ``scales`` is ``scale_bits``
-    viewed as float32. False, with nothing promised about ``grad``, when a logit is NaN, +inf,
-    above ``largest_logit`` or finite below -87, or a row sum is below ``smallest_sum``."""
-    n_classes = logits.shape[1]
+    """Per row, in chunks of ``len(exps)`` classes: ``e = exp(z)`` (``-inf``: 0) into
+    ``grad``, with ``s = Σ e``; then ``picked = z_y - log s``, ``grad = e / (s · norm)`` minus
+    ``1/norm`` at the label. ``scales`` is ``scale_bits`` viewed as float32. False, with
+    nothing promised about ``grad``, when a logit is NaN, +inf, above ``largest_logit`` or
+    finite below -87, or a row sum is below ``smallest_sum``."""
+    n_classes, chunk = logits.shape[1], exps.shape[0]
     for row in range(logits.shape[0]):
-        bad = False
-        for col in range(n_classes):
-            x = logits[row, col]
-            usable = x >= _LOWEST  # False for NaN and -inf
-            bad |= (x != x) | (x > largest_logit) | ((x < _LOWEST) & (x != -np.inf))
-            x = x if usable else _LOWEST
-            n = (x * _LOG2_E + _ROUND) - _ROUND
-            r = (x - n * _LN2_HI) - n * _LN2_LO
-            polynomial = (((((_P0 * r + _P1) * r + _P2) * r + _P3) * r + _P4) * r + _P5) * (r * r)
-            exps[col] = polynomial + r + _ONE if usable else _ZERO
-            scale_bits[col] = (np.int32(n) + np.int32(127)) << np.int32(23)
+        bad, total = False, _ZERO
+        for begin in range(0, n_classes, chunk):
+            count = min(chunk, n_classes - begin)
+            for index in range(count):
+                # Unsigned: numba then skips its negative-index wraparound, a branch per
+                # entry that stops LLVM vectorising the loop.
+                x = logits[row, np.uint64(begin + index)]
+                usable = x >= _LOWEST  # False for NaN and -inf
+                bad |= (x != x) | (x > largest_logit) | ((x < _LOWEST) & (x != -np.inf))
+                x = x if usable else _LOWEST
+                n = (x * _LOG2_E + _ROUND) - _ROUND
+                r = (x - n * _LN2_HI) - n * _LN2_LO
+                polynomial = (((((_P0 * r + _P1) * r + _P2) * r + _P3) * r + _P4) * r
+                              + _P5) * (r * r)
+                exps[index] = polynomial + r + _ONE if usable else _ZERO
+                scale_bits[index] = (np.int32(n) + np.int32(127)) << np.int32(23)
+            total += _scaled_chunk_sum(exps, scales, grad, row, begin, count)
         if bad:
             return False
-        total = _scaled_row_sum(exps, scales)
         if not total >= smallest_sum:
             return False
         label = labels[row]
         picked[row] = logits[row, label] - np.log(total)
         inverse = _ONE / (total * norm)
         for col in range(n_classes):
-            grad[row, col] = exps[col] * inverse
+            grad[row, col] *= inverse
         grad[row, label] -= inverse_norm
     return True
 
 
-def _scaled_row_sum(exps, scales):
-    """``exps ← exps ⊙ scales`` and their sum. Compiled with reassociation, which vectorises
-    the sum, apart from the loops above (where it would undo the split of ln 2)."""
+def _scaled_chunk_sum(exps, scales, grad, row, begin, count):
+    """``grad[row, begin:begin + count] ← exps ⊙ scales`` (the first ``count``) and their sum.
+    Compiled with reassociation, which vectorises the sum, apart from the loops above (where
+    it would undo the split of ln 2)."""
     total = exps.dtype.type(0)
-    for col in range(exps.shape[0]):
-        term = exps[col] * scales[col]
-        exps[col] = term
+    for index in range(count):
+        term = exps[index] * scales[index]
+        grad[row, np.uint64(begin + index)] = term
         total += term
     return total
 
@@ -510,7 +521,7 @@ def _compile() -> SimpleNamespace:
     import numba.extending
 
     # Callable from the compiled loops, with its own fastmath flags (see the function).
-    numba.extending.register_jitable(fastmath={"reassoc"})(_scaled_row_sum)
+    numba.extending.register_jitable(fastmath={"reassoc"})(_scaled_chunk_sum)
 
     def jit(loops, **options):
         # error_model="numpy": x / 0 is ±inf or NaN as in NumPy, not a ZeroDivisionError.
