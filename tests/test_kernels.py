@@ -12,6 +12,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import chainrule as cr
 from chainrule.nn import kernels
@@ -168,6 +170,32 @@ def test_float32_softmax_cross_entropy_in_one_pass_is_within_ulps_of_exact(n_cla
                                atol=8 * eps)
     if low == -np.inf:  # a masked class: probability exactly 0
         assert not grad[:, [1, -2]].any()
+
+
+@needs_numba
+@settings(max_examples=30, deadline=None)
+@given(n_rows=st.integers(1, 5), n_classes=st.integers(128, 3100), strided=st.booleans(),
+       seed=st.integers(0, 2**32 - 1))
+def test_one_pass_softmax_cross_entropy_equals_reference_across_chunks(n_rows, n_classes,
+                                                                       strided, seed):
+    """Any row width from the one-pass kernel's smallest up to three chunks and a bit, on
+    contiguous and strided logits: the reference's loss and gradient, to float32 rounding."""
+    rng = np.random.default_rng(seed)
+    wide = (rng.normal(size=(n_rows, 2 * n_classes)) * 4).astype(np.float32)
+    logits = wide[:, ::2] if strided else np.ascontiguousarray(wide[:, :n_classes])
+    labels = rng.integers(0, n_classes, n_rows)
+    compiled = kernels._compile()
+    saved = kernels._compiled, kernels.SMALLEST_COMPILED
+    try:
+        kernels._compiled, kernels.SMALLEST_COMPILED = (lambda: compiled), 0
+        picked, grad = kernels.softmax_cross_entropy(logits, labels, n_rows)
+    finally:
+        kernels._compiled, kernels.SMALLEST_COMPILED = saved
+    reference_picked, reference_grad = kernels._softmax_cross_entropy_numpy(logits, labels,
+                                                                            n_rows)
+    eps = np.finfo(np.float32).eps
+    np.testing.assert_allclose(grad, reference_grad, rtol=16 * eps, atol=16 * eps / n_rows)
+    np.testing.assert_allclose(picked, reference_picked, rtol=16 * eps, atol=16 * eps)
 
 
 @needs_numba
