@@ -49,6 +49,11 @@ BATCH, CLASSES, NAIVE_ROWS, NAIVE_LARGEST = 256, (10, 100, 1000, 4096, 10000), 1
 TARGET_CLASSES = {"softmax_vjp": (100, 1000, 10000), "Softmax.backward": (100, 1000, 10000)}
 
 
+def target_classes(system: str) -> tuple[int, ...]:
+    """The C the target of ``system`` (e.g. ``"softmax_vjp (numba)"``) is set at."""
+    return TARGET_CLASSES.get(system.split(" (")[0], CLASSES)
+
+
 def naive_vjp(a: np.ndarray, g: np.ndarray) -> np.ndarray:
     """One explicit Jacobian per sample, then a matrix-vector product."""
     out = np.empty_like(g)
@@ -134,7 +139,7 @@ def _ratio(seconds: dict, worst: dict, n_classes: int, name: str, peer: str) -> 
     if name not in seconds or peer not in seconds:
         return "–"
     value = median_ratio(seconds[name], seconds[peer])
-    if n_classes in TARGET_CLASSES.get(name.split(" (")[0], CLASSES):
+    if n_classes in target_classes(name):
         worst[(name, peer)] = max(worst.get((name, peer), 0.0), value)
     return f"{value:.2f}×"
 
@@ -181,7 +186,7 @@ def measure(rounds: int) -> None:
                (f"Softmax.backward ({ours})", "torch softmax backward", 1.0),
                (f"SoftmaxCrossEntropy fwd+bwd ({ours})", "JAX jit cross-entropy fwd+bwd", 1.0)]
     lines = [f"{name} ≤ {bound:.1f}× {peer} (worst of C = "
-             f"{', '.join(map(str, TARGET_CLASSES.get(name.split(' (')[0], CLASSES)))}): "
+             f"{', '.join(map(str, target_classes(name)))}): "
              f"{worst[(name, peer)]:.2f}× "
              f"({verdict(worst[(name, peer)], bound, higher_is_better=False)})"
              for name, peer, bound in targets if (name, peer) in worst]
