@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
+from numba_marks import use_kernels
+
 settings.register_profile(
     "ci", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", max_examples=500, deadline=None)
@@ -43,6 +45,4 @@ def rng() -> np.random.Generator:
 @pytest.fixture
 def numpy_kernels(monkeypatch):
     """Run the test on the NumPy reference kernels, whether or not numba is installed."""
-    from chainrule.nn import kernels
-
-    monkeypatch.setattr(kernels, "_compiled", lambda: None)
+    use_kernels(monkeypatch, "numpy")

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import chainrule as cr
 from chainrule.nn import fused, kernels, training
-from numba_marks import needs_numba
+from numba_marks import needs_numba, use_kernels
 
 FOR_TRAINING = fused.FusedStep.for_training
 
@@ -73,10 +73,6 @@ def _assert_same_training(plain, fast, exact):
                 compare(getattr(layer_b, cache), getattr(layer_a, cache))
 
 
-def _numpy_kernels(monkeypatch):
-    monkeypatch.setattr(kernels, "_compiled", lambda: None)
-
-
 @settings(max_examples=25, deadline=None)
 @given(hidden=st.lists(st.integers(1, 9), min_size=0, max_size=3),
        n=st.integers(1, 70), batch_size=st.integers(1, 40),
@@ -90,7 +86,7 @@ def test_fused_fit_equals_the_plain_path_to_the_bit(hidden, n, batch_size, dtype
     X, y = _data(rng, n=n, n_in=5, n_classes=3, dtype=dtype)
     runs = []
     with pytest.MonkeyPatch.context() as monkeypatch:
-        _numpy_kernels(monkeypatch)
+        use_kernels(monkeypatch, "numpy")
         for use_fused in (False, True):
             model = cr.mlp(5, tuple(hidden), 3, seed=seed, dtype=dtype)
             history, trained, loss, calls = _fit(
@@ -108,7 +104,7 @@ def test_updating_each_layer_during_backward_equals_the_plain_step_to_the_bit(op
                                                                              monkeypatch):
     """Above the flat-vector limit the fused step updates each layer as soon as backward is
     done with it, by updaters it keeps: the same arithmetic as ``optimizer.step``."""
-    _numpy_kernels(monkeypatch)
+    use_kernels(monkeypatch, "numpy")
     X, y = _data(rng, n=100, n_in=60, n_classes=10, dtype=np.float32)
     runs = []
     for use_fused in (False, True):
@@ -136,8 +132,7 @@ def test_fused_fit_with_compiled_kernels_equals_the_plain_path_to_rounding(dtype
     # 80,510 parameters: above SMALLEST_COMPILED, so every fused kernel runs compiled, the
     # loss's too (the plain path leaves its small logits to NumPy: rounding differs there),
     # and above the flat-vector limit, so each layer is updated during backward.
-    compiled = kernels._compile()  # numba even under CHAINRULE_KERNELS=numpy
-    monkeypatch.setattr(kernels, "_compiled", lambda: compiled)
+    use_kernels(monkeypatch, "numba")  # numba even under CHAINRULE_KERNELS=numpy
     X, y = _data(rng, n=200, n_in=60, n_classes=10, dtype=dtype)
     runs = []
     for use_fused in (False, True):
@@ -212,7 +207,7 @@ def test_a_method_replaced_on_one_instance_is_called(where, rng, monkeypatch):
 
 
 def test_copies_pickles_and_dtype_changes_train_alike_fused_or_not(rng, monkeypatch):
-    _numpy_kernels(monkeypatch)
+    use_kernels(monkeypatch, "numpy")
     X, y = _data(rng)
     model = cr.mlp(12, (8, 6), 4, seed=0)
     _fit(model, X, y, True, monkeypatch=monkeypatch)  # a trained model with caches set
@@ -257,7 +252,7 @@ def test_divergence_is_reported_alike_fused_or_not(case, rng, monkeypatch):
 def test_the_last_partial_batch_and_a_wider_batch_reuse_no_stale_rows(rng, monkeypatch):
     """Buffers sized by the first batch serve a smaller last batch, and grow for a larger
     one (the same step object across two forward calls)."""
-    _numpy_kernels(monkeypatch)
+    use_kernels(monkeypatch, "numpy")
     X, y = _data(rng, n=40)
     model = cr.mlp(12, (8,), 4, seed=0)
     step = FOR_TRAINING(model, cr.SoftmaxCrossEntropy(), cr.SGD(0.1), y)

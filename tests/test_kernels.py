@@ -17,24 +17,17 @@ from hypothesis import strategies as st
 
 import chainrule as cr
 from chainrule.nn import kernels
-from numba_marks import BACKENDS, HAS_NUMBA, needs_numba
+from numba_marks import BACKENDS, HAS_NUMBA, needs_numba, use_kernels
 
 DTYPES = [np.float32, np.float64]
 SHAPES = [(1, 1), (7, 13), (33, 3), (2, 257)]
-
-
-def _on(backend: str, monkeypatch) -> None:
-    """Dispatch every kernel call to ``backend``, whatever the array's size."""
-    compiled = kernels._compile() if backend == "numba" else None
-    monkeypatch.setattr(kernels, "_compiled", lambda: compiled)
-    monkeypatch.setattr(kernels, "SMALLEST_COMPILED", 0)
 
 
 def both(monkeypatch, function, *args_factory):
     """``function(*args)`` on the NumPy reference, then on numba; fresh arguments each time."""
     results = []
     for backend in ("numpy", "numba"):
-        _on(backend, monkeypatch)
+        use_kernels(monkeypatch, backend, any_size=True)
         args = [make() for make in args_factory]
         results.append((function(*args), args))
     return results
@@ -159,7 +152,7 @@ def test_float32_softmax_cross_entropy_in_one_pass_is_within_ulps_of_exact(n_cla
     logits[:, [1, -2]] = low  # tiny or masked classes
     labels = rng.integers(2, n_classes - 2, 6)
     labels[0] = n_classes - 1  # a label in the last chunk
-    _on("numba", monkeypatch)
+    use_kernels(monkeypatch, "numba", any_size=True)
     picked, grad = kernels.softmax_cross_entropy(logits, labels, 6)
     exact = cr.softmax(logits.astype(np.float64))
     exact_grad = exact.copy()
@@ -185,7 +178,7 @@ def test_one_pass_softmax_cross_entropy_equals_reference_across_chunks(n_rows, n
     logits = wide[:, ::2] if strided else np.ascontiguousarray(wide[:, :n_classes])
     labels = rng.integers(0, n_classes, n_rows)
     with pytest.MonkeyPatch.context() as monkeypatch:
-        _on("numba", monkeypatch)
+        use_kernels(monkeypatch, "numba", any_size=True)
         picked, grad = kernels.softmax_cross_entropy(logits, labels, n_rows)
     reference_picked, reference_grad = kernels._softmax_cross_entropy_numpy(logits, labels,
                                                                             n_rows)
@@ -229,7 +222,7 @@ def test_sgd_step_equals_reference_exactly(dtype, shape, options, rng, monkeypat
     grads = [rng.normal(size=shape).astype(dtype) for _ in range(3)]
     finals = []
     for backend in ("numpy", "numba"):
-        _on(backend, monkeypatch)
+        use_kernels(monkeypatch, backend, any_size=True)
         param, state = param0.copy(), cr.SGD(0.1, **options)._new_state(param0)
         for grad in grads:
             kernels.sgd_step(param, grad, state, 0.1, **options)
@@ -247,7 +240,7 @@ def test_adam_step_equals_reference_exactly(dtype, shape, weight_decay, rng, mon
     grads = [rng.normal(size=shape).astype(dtype) for _ in range(4)]
     finals = []
     for backend in ("numpy", "numba"):
-        _on(backend, monkeypatch)
+        use_kernels(monkeypatch, backend, any_size=True)
         param, state = param0.copy(), cr.Adam()._new_state(param0)
         for grad in grads:
             kernels.adam_step(param, grad, state, 0.01, (0.9, 0.999), 1e-8, weight_decay)
@@ -258,7 +251,7 @@ def test_adam_step_equals_reference_exactly(dtype, shape, weight_decay, rng, mon
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_steps_on_non_contiguous_parameters_update_them_in_place(backend, rng, monkeypatch):
-    _on(backend, monkeypatch)
+    use_kernels(monkeypatch, backend, any_size=True)
     storage = rng.normal(size=(6, 8))
     param = storage[:, ::2]  # a strided view: the compiled loop hands it to the reference
     expected = param - 0.1 * np.ones_like(param)
@@ -277,7 +270,7 @@ def test_compiled_per_parameter_steps_equal_numpys_flat_path(make, dtype, rng, m
     X, y = rng.normal(size=(64, 5)).astype(dtype), rng.integers(0, 3, 64)
     models = []
     for backend in ("numpy", "numba"):
-        _on(backend, monkeypatch)
+        use_kernels(monkeypatch, backend, any_size=True)
         model, optimizer = cr.mlp(5, [7, 6], 3, seed=0, dtype=dtype), make()
         if backend == "numba":
             optimizer._FLAT_LIMIT = 0  # a model this small is otherwise optimised flat
@@ -335,7 +328,7 @@ def test_adam_step_divides_by_zero_like_numpy(dtype, monkeypatch):
     """eps = 0 and a zero gradient: 0/0 is NaN in both, never a ZeroDivisionError."""
     finals = []
     for backend in ("numpy", "numba"):
-        _on(backend, monkeypatch)
+        use_kernels(monkeypatch, backend, any_size=True)
         param, grad = np.ones(5, dtype), np.array([0, 1, 0, -2, 0], dtype)
         state = cr.Adam()._new_state(param)
         with np.errstate(invalid="ignore"):
@@ -365,7 +358,7 @@ def test_softmax_cross_entropy_at_the_overflow_bound_stays_finite(backend, dtype
     """Every logit at the unshifted path's bound, rounded to the dtype: neither a row sum nor
     it times B may overflow (it did: the sums times B), so every loss term is -log C and the
     gradient (1/C - onehot) / B; and just above the bound (the shifted path), the same."""
-    _on(backend, monkeypatch)
+    use_kernels(monkeypatch, backend, any_size=True)
     n_classes = 10
     bound = kernels._exp_limits(np.dtype(dtype), n_classes * 4)[0]
     logits = np.full((4, n_classes), bound, dtype=dtype)

@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule.nn import kernels
-from numba_marks import BACKENDS
+from numba_marks import BACKENDS, use_kernels
 
 OPTIMIZERS = [lambda: cr.SGD(0.05, momentum=0.9, weight_decay=0.01),
               lambda: cr.SGD(0.05, momentum=0.9, nesterov=True), lambda: cr.Adam(0.01)]
@@ -24,10 +23,8 @@ COPIES = [copy.deepcopy, lambda thing: pickle.loads(pickle.dumps(thing))]
 @pytest.fixture(params=BACKENDS)
 def backend(request, monkeypatch):
     """numpy: the flat-vector path of small models; numba: the compiled per-parameter one."""
-    compiled = kernels._compile() if request.param == "numba" else None
-    monkeypatch.setattr(kernels, "_compiled", lambda: compiled)
+    use_kernels(monkeypatch, request.param, any_size=request.param == "numba")
     if request.param == "numba":
-        monkeypatch.setattr(kernels, "SMALLEST_COMPILED", 0)
         monkeypatch.setattr(cr.Optimizer, "_FLAT_LIMIT", 0)
     return request.param
 
@@ -88,7 +85,7 @@ def test_after_a_dtype_change_copy_and_original_still_agree(make, duplicate, bac
 
 @pytest.mark.parametrize("make", OPTIMIZERS)
 def test_flat_and_per_parameter_paths_agree_after_a_dtype_change(make, rng, monkeypatch):
-    monkeypatch.setattr(kernels, "_compiled", lambda: None)  # the flat path is NumPy's
+    use_kernels(monkeypatch, "numpy")  # the flat path is NumPy's
     X, y = rng.normal(size=(64, 5)), rng.integers(0, 3, 64)
     models, optimizers = [cr.mlp(5, [7], 3, seed=2) for _ in range(2)], [make(), make()]
     optimizers[1]._FLAT_LIMIT = 0
