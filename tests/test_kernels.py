@@ -46,6 +46,64 @@ def _tolerance(dtype, n_summed: int) -> dict:
 
 @needs_numba
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("width", [1, 7, 784])
+@pytest.mark.parametrize("n_rows", [0, 1, 7, 8, 9, 17, 64])  # around the groups of eight
+def test_gather_rows_copies_the_rows_exactly(dtype, width, n_rows, rng):
+    source = rng.normal(size=(40, width)).astype(dtype)
+    rows = rng.integers(0, 40, n_rows)  # repeats included
+    rows[:1] = 39  # the last row
+    out = np.full((n_rows, width), np.nan, dtype)
+    assert kernels._compile().gather_rows(source, rows, out)  # the loops ran, not the reference
+    np.testing.assert_array_equal(out, source[rows])
+
+
+@needs_numba
+@settings(max_examples=40, deadline=None)
+@given(n_source=st.integers(1, 50), width=st.integers(1, 40), data=st.data())
+def test_gather_rows_equals_take(n_source, width, data):
+    rows = np.array(data.draw(st.lists(st.integers(0, n_source - 1), max_size=30)), np.intp)
+    source = np.arange(n_source * width, dtype=np.float32).reshape(n_source, width)
+    out = np.zeros((len(rows), width), np.float32)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        use_kernels(monkeypatch, "numba", any_size=True)
+        assert kernels.gather_rows(source, rows, out) is out
+    np.testing.assert_array_equal(out, np.take(source, rows, axis=0))
+
+
+@needs_numba
+@pytest.mark.parametrize("bad_row", [-1, 40, 2**62])
+def test_gather_rows_loops_decline_rows_out_of_range_before_writing(bad_row, rng):
+    """They index without bounds checks, so they check the rows first, and write nothing."""
+    source = rng.normal(size=(40, 9))
+    rows = np.array([3, 5, 7, 11, 13, 17, 19, 23, bad_row])
+    out = np.zeros((9, 9))
+    assert not kernels._compile().gather_rows(source, rows, out)
+    assert not out.any()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", ["plain", "sliced source", "Fortran source", "strided out",
+                                  "int32 rows"])
+def test_gather_rows_takes_any_layout(backend, case, rng, monkeypatch):
+    """What the loops were not written for goes to the reference, with the same answer."""
+    use_kernels(monkeypatch, backend, any_size=True)
+    source = rng.normal(size=(30, 11)).astype(np.float32)
+    rows = rng.integers(0, 30, 12)
+    out = np.empty((12, 11), np.float32)
+    if case == "sliced source":
+        source = np.repeat(source, 2, axis=1)[:, ::2]
+    elif case == "Fortran source":
+        source = np.asfortranarray(source)
+    elif case == "strided out":
+        out = np.empty((12, 22), np.float32)[:, ::2]
+    elif case == "int32 rows":
+        rows = rows.astype(np.int32)
+    kernels.gather_rows(source, rows, out)
+    np.testing.assert_array_equal(out, source[rows])
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("layout", [0, 1, 2])
 def test_relu_backward_equals_reference(dtype, shape, layout, rng, monkeypatch):

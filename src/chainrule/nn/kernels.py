@@ -23,7 +23,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-__all__ = ["adam_step", "adam_updater", "backend", "bias_relu", "relu_backward",
+__all__ = ["adam_step", "adam_updater", "backend", "bias_relu", "gather_rows", "relu_backward",
            "relu_backward_bias_grad", "sgd_step", "sgd_updater", "softmax_cross_entropy",
            "softmax_vjp"]
 
@@ -39,6 +39,60 @@ def backend() -> str:
 # the kernels ~1-2 s once after installing), which a small model such as `chainrule train`'s
 # digits network never earns back. Every kernel is tested on both sides of it.
 SMALLEST_COMPILED = 1 << 14
+
+
+# --- a shuffled batch: out[i] = X[rows[i]] ---------------------------------------------------
+
+def gather_rows(source: np.ndarray, rows: np.ndarray, out: np.ndarray,
+                large: bool = False) -> np.ndarray:
+    """``out[i] ← source[rows[i]]`` and ``out``: the batch of ``rows`` (``(B,)`` integers in
+    ``[0, N)``, already validated) of ``source`` ``(N, D)``, into ``out`` ``(B, D)``.
+    ``large``: as for ``bias_relu``."""
+    compiled = _compiled_for(out, large)
+    if (compiled is None or source.ndim != 2 or not _in_place_ok(out)
+            or out.dtype != source.dtype or not source.flags.c_contiguous
+            or out.shape != (len(rows), source.shape[1]) or rows.dtype != np.intp
+            or not compiled.gather_rows(source, rows, out)):
+        # mode="clip" (the rows are valid anyway) lets take write into `out` unbuffered.
+        np.take(source, rows, axis=0, out=out, mode="clip")
+    return out
+
+
+def _gather_rows_loops(source, rows, out):
+    """False, with nothing written, when a row is outside ``[0, N)``. Eight rows at a time,
+    column by column: a row of ``source`` is usually a cache miss to memory, and eight streams
+    in flight copy 1.4-1.7x faster than one row after another (``np.take``)."""
+    n_rows, width = source.shape
+    count = rows.shape[0]
+    for index in range(count):
+        if not 0 <= rows[index] < n_rows:
+            return False
+    one = np.uint64(1)
+    first = 0
+    while first + 8 <= count:
+        # Unsigned indices: numba then skips its negative-index wraparound, a branch per
+        # entry that stops LLVM vectorising the loop.
+        r0, r1, r2, r3 = rows[first], rows[first + 1], rows[first + 2], rows[first + 3]
+        r4, r5, r6, r7 = rows[first + 4], rows[first + 5], rows[first + 6], rows[first + 7]
+        r0, r1, r2, r3 = np.uint64(r0), np.uint64(r1), np.uint64(r2), np.uint64(r3)
+        r4, r5, r6, r7 = np.uint64(r4), np.uint64(r5), np.uint64(r6), np.uint64(r7)
+        at = np.uint64(first)
+        for col in range(width):
+            c = np.uint64(col)
+            out[at, c] = source[r0, c]
+            out[at + one, c] = source[r1, c]
+            out[at + 2 * one, c] = source[r2, c]
+            out[at + 3 * one, c] = source[r3, c]
+            out[at + 4 * one, c] = source[r4, c]
+            out[at + 5 * one, c] = source[r5, c]
+            out[at + 6 * one, c] = source[r6, c]
+            out[at + 7 * one, c] = source[r7, c]
+        first += 8
+    for index in range(first, count):
+        row, at = np.uint64(rows[index]), np.uint64(index)
+        for col in range(width):
+            out[at, np.uint64(col)] = source[row, np.uint64(col)]
+    return True
 
 
 # --- ReLU backward: ∂L/∂x = g where y > 0, else 0 ------------------------------------------
@@ -535,6 +589,7 @@ def _compile() -> SimpleNamespace:
     # reordered sum (tested against the reference to float rounding).
     summing = {"fastmath": {"reassoc"}}
     return SimpleNamespace(
+        gather_rows=jit(_gather_rows_loops),
         relu_backward=jit(_relu_backward_loops),
         bias_relu=jit(_bias_relu_loops),
         relu_backward_bias_grad=jit(_relu_backward_bias_grad_loops),

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from chainrule.nn import kernels
 from chainrule.nn.divergence import (
     diverged,
     loss_problem,
@@ -190,6 +191,7 @@ def fit(
     first_epoch_total, first_epoch_batches = 0.0, 0
     # The common MLP's step without the layer-by-layer Python path (same arithmetic).
     fused_step = FusedStep.for_training(model, loss, optimizer, y) if classes else None
+    large_model = model.n_params >= kernels.SMALLEST_COMPILED  # compiled kernels throughout
     first_trainable = next((index for index, layer in enumerate(model.layers) if layer.params),
                            len(model.layers))
     try:
@@ -203,9 +205,9 @@ def fit(
                 if shuffle:
                     rows = order[begin:begin + batch_size]
                     # Gather the batch into reused buffers instead of allocating a copy per
-                    # batch; mode="clip" (the rows are valid anyway) lets take write into
-                    # `out` unbuffered.
-                    xb = np.take(X, rows, axis=0, out=X_batch[:len(rows)], mode="clip")
+                    # batch; for the targets, mode="clip" (the rows are valid anyway) lets
+                    # take write into `out` unbuffered.
+                    xb = kernels.gather_rows(X, rows, X_batch[:len(rows)], large_model)
                     yb = np.take(y, rows, axis=0, out=y_batch[:len(rows)], mode="clip")
                 else:
                     xb, yb = X[begin:begin + batch_size], y[begin:begin + batch_size]  # views
