@@ -66,7 +66,7 @@ def test_gather_rows_equals_take(n_source, width, data):
     out = np.zeros((len(rows), width), np.float32)
     with pytest.MonkeyPatch.context() as monkeypatch:
         use_kernels(monkeypatch, "numba", any_size=True)
-        assert kernels.gather_rows(source, rows, out) is out
+        assert kernels.gather_rows(source, rows, out, large=True) is out
     np.testing.assert_array_equal(out, np.take(source, rows, axis=0))
 
 
@@ -98,7 +98,7 @@ def test_gather_rows_takes_any_layout(backend, case, rng, monkeypatch):
         out = np.empty((12, 22), np.float32)[:, ::2]
     elif case == "int32 rows":
         rows = rows.astype(np.int32)
-    kernels.gather_rows(source, rows, out)
+    kernels.gather_rows(source, rows, out, large=True)
     np.testing.assert_array_equal(out, source[rows])
 
 
@@ -351,8 +351,8 @@ def test_numba_is_imported_on_the_first_large_kernel_call_only():
     code = ("import sys, numpy as np, chainrule as cr; from chainrule.nn import kernels; "
             "print('numba' in sys.modules); "
             "small = np.ones((2, kernels.SMALLEST_COMPILED // 2 - 1)); "
-            "cr.fit(cr.mlp(3, [4], 2), cr.SoftmaxCrossEntropy(), cr.Adam(), np.ones((6, 3)), "
-            "np.arange(6) % 2, epochs=2, verbose=0); "
+            "cr.fit(cr.mlp(600, [4], 2), cr.SoftmaxCrossEntropy(), cr.Adam(), np.ones((64, 600)), "
+            "np.arange(64) % 2, epochs=2, batch_size=32, verbose=0); "  # batches of 19,200
             "kernels.relu_backward(small, small); print('numba' in sys.modules); "
             "large = np.ones((2, kernels.SMALLEST_COMPILED // 2)); "
             "kernels.relu_backward(large, large); "

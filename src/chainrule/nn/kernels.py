@@ -47,8 +47,9 @@ def gather_rows(source: np.ndarray, rows: np.ndarray, out: np.ndarray,
                 large: bool = False) -> np.ndarray:
     """``out[i] ← source[rows[i]]`` and ``out``: the batch of ``rows`` (``(B,)`` integers in
     ``[0, N)``, already validated) of ``source`` ``(N, D)``, into ``out`` ``(B, D)``.
-    ``large``: as for ``bias_relu``."""
-    compiled = _compiled_for(out, large)
+    Compiled only for a ``large`` model (as for ``bias_relu``), whatever ``out``'s size: the
+    microseconds a batch saves never pay for loading numba by themselves."""
+    compiled = _compiled() if large else None
     if (compiled is None or source.ndim != 2 or not _in_place_ok(out)
             or out.dtype != source.dtype or not source.flags.c_contiguous
             or out.shape != (len(rows), source.shape[1]) or rows.dtype != np.intp
