@@ -65,7 +65,7 @@ def test_gather_rows_equals_take(n_source, width, data):
     source = np.arange(n_source * width, dtype=np.float32).reshape(n_source, width)
     out = np.zeros((len(rows), width), np.float32)
     with pytest.MonkeyPatch.context() as monkeypatch:
-        use_kernels(monkeypatch, "numba", any_size=True)
+        use_kernels(monkeypatch, "numba")
         assert kernels.gather_rows(source, rows, out, large=True) is out
     np.testing.assert_array_equal(out, np.take(source, rows, axis=0))
 

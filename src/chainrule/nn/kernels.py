@@ -229,7 +229,7 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, norm: float,
     n_classes = logits.shape[1]
     picked = np.empty(len(logits), dtype=logits.dtype)
     labels = labels.astype(np.intp, copy=False)
-    norm_, inverse_norm, largest_logit, smallest_sum, largest_sum = _loop_scalars(
+    typed_norm, inverse_norm, largest_logit, smallest_sum, largest_sum = _loop_scalars(
         logits.dtype, n_classes, norm)
     if logits.dtype == np.float32 and n_classes >= _ONE_PASS_SMALLEST:  # exp included
         grad = np.empty(logits.shape, dtype=np.float32) if out is None else out
@@ -237,11 +237,11 @@ def softmax_cross_entropy(logits: np.ndarray, labels: np.ndarray, norm: float,
         scale_bits = np.empty(chunk, dtype=np.int32)
         done = compiled.softmax_cross_entropy_float32(
             logits, labels, grad, picked, np.empty(chunk, np.float32), scale_bits,
-            scale_bits.view(np.float32), norm_, inverse_norm, largest_logit, smallest_sum)
+            scale_bits.view(np.float32), typed_norm, inverse_norm, largest_logit, smallest_sum)
     else:  # NumPy's vectorised exp, then one pass per row for the rest
         with np.errstate(over="ignore", under="ignore", invalid="ignore"):
             grad = np.exp(logits, out=out)
-        done = compiled.normalise_minus_onehot(logits, labels, grad, picked, norm_,
+        done = compiled.normalise_minus_onehot(logits, labels, grad, picked, typed_norm,
                                                inverse_norm, smallest_sum, largest_sum)
     if done:
         return picked, grad
@@ -620,8 +620,8 @@ def _ones(length: int, dtype: np.dtype) -> np.ndarray:
 @functools.lru_cache(maxsize=64)
 def _loop_scalars(dtype: np.dtype, n_classes: int, norm: float) -> tuple[np.generic, ...]:
     """The compiled loss loops' scalars in ``dtype``: ``norm``, ``1 / norm``, ``_exp_limits``
-    for ``C · norm`` terms, and the largest row sum ``max / norm`` (a batch's are the same
-    but for the last one's ``norm``: made once, not per call)."""
+    for ``C · norm`` terms, and the largest row sum ``max / norm``. Cached: every batch of a
+    run has the same, but a shorter last one."""
     scalar = dtype.type
     largest_logit, smallest_sum = _exp_limits(dtype, n_classes * norm)
     return (scalar(norm), scalar(1 / norm), scalar(largest_logit), scalar(smallest_sum),
