@@ -149,6 +149,12 @@ def median_ratio(numerators: list[float], denominators: list[float]) -> float:
     return statistics.median(a / b for a, b in zip(numerators, denominators, strict=True))
 
 
+def ratio_spread(numerators: list[float], denominators: list[float]) -> str:
+    """``"min–max"`` over rounds of ``numerator / denominator``: how far a median ratio's
+    rounds disagree (on a noisy host, further than a goal's margin)."""
+    return spread([a / b for a, b in zip(numerators, denominators, strict=True)], digits=2)
+
+
 def spread(values: list[float], scale: float = 1.0, digits: int = 0) -> str:
     """``"min–max"`` of ``values * scale``."""
     return f"{min(values) * scale:,.{digits}f}–{max(values) * scale:,.{digits}f}"

@@ -39,6 +39,7 @@ from _common import (
     markdown_table,
     median_ratio,
     once,
+    ratio_spread,
     run_pinned,
     verdict,
 )
@@ -302,8 +303,9 @@ def measure(threads: int, rounds: int, scale: float = 1.0) -> None:
         cells += [f"{speedups[key]:.2f}×" if key in speedups else "–" for key in RATIOS]
         rows.append(cells)
         if "JAX jit step" in speedups:
+            per_round = ratio_spread(rate[ours], rate["JAX jit step"])
             checks.append(f"{label}: {ours} ÷ JAX jit step {speedups['JAX jit step']:.2f}× "
-                          f"({verdict(speedups['JAX jit step'], 1.0)})")
+                          f"(rounds {per_round}×; {verdict(speedups['JAX jit step'], 1.0)})")
         if hidden == (256, 128) and batch == 128 and threads == 1:
             checks.append(f"{label}: share of the GEMM floor {speedups['GEMM floor']:.0%} "
                           f"({verdict(speedups['GEMM floor'], 0.85)})")
