@@ -191,7 +191,8 @@ def fit(
     first_epoch_total, first_epoch_batches = 0.0, 0
     # The common MLP's step without the layer-by-layer Python path (same arithmetic).
     fused_step = FusedStep.for_training(model, loss, optimizer, y) if classes else None
-    large_model = model.n_params >= kernels.SMALLEST_COMPILED  # compiled kernels throughout
+    # The batch gather runs compiled only where the model loads numba anyway (as FusedStep).
+    large_model = model.n_params >= kernels.SMALLEST_COMPILED
     first_trainable = next((index for index, layer in enumerate(model.layers) if layer.params),
                            len(model.layers))
     try:
