@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 import chainrule as cr
 from chainrule import experiment
 from chainrule.cli import main
+from chainrule.io import files
 
 IRIS = ["--data", "iris", "--quiet", "--epochs", "3"]
 
@@ -100,6 +102,23 @@ def test_read_only_destinations_are_refused(tmp_path, capsys):
     read_only.chmod(0o400)
     assert main(["check", "--data", "iris", "--hidden", "4", "--json", str(read_only)]) == 2
     assert "--json" in capsys.readouterr().err
+
+
+def test_an_interrupted_json_report_leaves_the_previous_one(tmp_path, capsys, monkeypatch):
+    report = tmp_path / "report.json"
+    report.write_text('{"passed": true}\n')
+
+    def interrupted(file, data):
+        file.write(data[:20])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(files, "_write_payload", interrupted)
+    assert main(["check", "--data", "iris", "--hidden", "4", "--json", str(report)]) == 130
+    assert report.read_text() == '{"passed": true}\n'
+    assert [entry.name for entry in tmp_path.iterdir()] == ["report.json"]
+    monkeypatch.undo()
+    assert main(["check", "--data", "iris", "--hidden", "4", "--json", str(report)]) == 0
+    assert json.loads(report.read_text())["passed"] is True
 
 
 def test_export_and_predict_outputs_are_checked_first(tmp_path, capsys):

@@ -7,7 +7,6 @@ import argparse
 import functools
 import json
 from collections.abc import Callable
-from pathlib import Path
 
 from chainrule import experiment
 from chainrule.check.report import Report
@@ -86,7 +85,7 @@ def print_report(report: Report, args: argparse.Namespace) -> int:
         if args.json == "-":
             result(text)
         else:
-            Path(args.json).write_text(text + "\n", encoding="utf-8")
+            files.write_bytes_atomically(args.json, (text + "\n").encode("utf-8"))
             note(f"wrote {args.json}")
     if args.plot:
         plots.plot_check(report, args.plot)
