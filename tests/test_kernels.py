@@ -371,6 +371,13 @@ def test_both_sides_of_the_size_threshold_agree(size, rng):
                                **_tolerance(np.float64, size))
 
 
+def test_a_model_is_large_from_the_size_threshold():
+    assert not kernels.is_large(kernels.SMALLEST_COMPILED - 1)
+    assert kernels.is_large(kernels.SMALLEST_COMPILED)
+    assert not kernels.is_large(cr.mlp(64, [64], 10).n_params)  # 4,810
+    assert kernels.is_large(cr.mlp(784, [256, 128], 10).n_params)  # 235,146
+
+
 def test_chainrule_kernels_numpy_forces_the_reference():
     code = ("import sys, numpy as np, chainrule as cr; from chainrule.nn import kernels; "
             "kernels.relu_backward(np.ones((2, 2)), np.ones((2, 2))); "

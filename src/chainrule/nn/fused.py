@@ -74,7 +74,7 @@ class FusedStep:
         self._keys = [(f"{index}.W", f"{index}.b") for index in range(0, len(model.layers), 2)]
         self._updaters: list[list | None] = [None] * len(self.dense)
         self.dtype = model.dtype
-        self.large = model.n_params >= kernels.SMALLEST_COMPILED  # compiled kernels throughout
+        self.large = kernels.is_large(model.n_params)  # compiled kernels throughout
         self._outputs: list[np.ndarray] = []  # per Dense, (capacity, n_out)
         # per Dense but the first: its input gradient, and that after ReLU's mask (capacity, n_in)
         self._input_grads: list[tuple[np.ndarray, np.ndarray]] = []

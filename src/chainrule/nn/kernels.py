@@ -23,9 +23,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
-__all__ = ["adam_step", "adam_updater", "backend", "bias_relu", "gather_rows", "relu_backward",
-           "relu_backward_bias_grad", "sgd_step", "sgd_updater", "softmax_cross_entropy",
-           "softmax_vjp"]
+__all__ = ["adam_step", "adam_updater", "backend", "bias_relu", "gather_rows", "is_large",
+           "relu_backward", "relu_backward_bias_grad", "sgd_step", "sgd_updater",
+           "softmax_cross_entropy", "softmax_vjp"]
 
 
 def backend() -> str:
@@ -39,6 +39,12 @@ def backend() -> str:
 # the kernels ~1-2 s once after installing), which a small model such as `chainrule train`'s
 # digits network never earns back. Every kernel is tested on both sides of it.
 SMALLEST_COMPILED = 1 << 14
+
+
+def is_large(n_params: int) -> bool:
+    """Whether a model of ``n_params`` parameters runs all its kernels compiled, small arrays
+    included (its weight arrays load numba anyway): the ``large`` argument of the kernels."""
+    return n_params >= SMALLEST_COMPILED
 
 
 # --- a shuffled batch: out[i] = X[rows[i]] ---------------------------------------------------

@@ -192,7 +192,7 @@ def fit(
     # The common MLP's step without the layer-by-layer Python path (same arithmetic).
     fused_step = FusedStep.for_training(model, loss, optimizer, y) if classes else None
     # The batch gather runs compiled only where the model loads numba anyway (as FusedStep).
-    large_model = model.n_params >= kernels.SMALLEST_COMPILED
+    large_model = kernels.is_large(model.n_params)
     first_trainable = next((index for index, layer in enumerate(model.layers) if layer.params),
                            len(model.layers))
     try:
