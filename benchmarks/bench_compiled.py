@@ -345,6 +345,10 @@ def measure(threads: int, rounds: int, scale: float = 1.0) -> None:
         if hidden == (256, 128) and batch == 128 and threads == 1:
             checks.append(f"{label}: share of the GEMM floor {speedups['GEMM floor']:.0%} "
                           f"({verdict(speedups['GEMM floor'], 0.85)})")
+        if "JAX GEMM floor" in rate:  # each step against its own library's matrix products
+            checks.append(f"{label}: share of its own GEMM floor: {ours} "
+                          f"{speedups['GEMM floor']:.0%}, JAX jit step "
+                          f"{median_ratio(rate['JAX jit step'], rate['JAX GEMM floor']):.0%}")
         for name in systems:
             if name not in COLUMNS:
                 checks.append(f"{label}: {name} {statistics.median(rate[name]):,.0f} samples/s"
