@@ -142,6 +142,20 @@ def test_user_code_that_raises_everywhere_is_reported_as_theirs():
         f":{attribute_style.Crashes.backward.__code__.co_firstlineno + 3}")
 
 
+def test_the_users_file_is_named_as_they_would_type_it(monkeypatch):
+    """Inside the working directory the file is relative (no machine path); outside, whole."""
+    source = Path(attribute_style.__file__).resolve()
+    line = attribute_style.Crashes.backward.__code__.co_firstlineno + 3
+    for folder, shown in [(source.parents[1], f"{Path('user_code', source.name)}:{line}"),
+                          (source.parent, f"{source.name}:{line}"),
+                          (source.parents[2] / "src", f"{source}:{line}")]:
+        monkeypatch.chdir(folder)
+        with pytest.raises(cr.UserCodeError) as caught:
+            cr.check_layer(attribute_style.Crashes(4, 3), X)
+        assert caught.value.location == shown
+        assert f" — at {shown}, called with input shape (5, 3)" in str(caught.value)
+
+
 def test_an_unknown_convention_gets_one_error_with_the_wrap_layer_call():
     with pytest.raises(ConventionError, match=r"Found methods \['backpropagate', 'propagate'\], "
                                               r"array attributes: W \(3, 2\)") as caught:

@@ -39,20 +39,31 @@ def _is_library(filename: str) -> bool:
 
 
 def user_location(error: BaseException, function: Callable | None = None) -> str:
-    """``file.py:line`` of the deepest frame of ``error`` in the user's code.
+    """``file.py:line`` of the deepest frame of ``error`` in the user's code, the file
+    relative to the working directory when it is inside it (as the user would type it).
 
     Falls back to where ``function`` is defined, then to the deepest frame of all.
     """
     if isinstance(error, SyntaxError) and error.filename:
-        return f"{error.filename}:{error.lineno}"
+        return f"{_shown(error.filename)}:{error.lineno}"
     frames = traceback.extract_tb(error.__traceback__)
     mine = [frame for frame in frames if not _is_library(frame.filename)]
     if mine:
-        return f"{mine[-1].filename}:{mine[-1].lineno}"
+        return f"{_shown(mine[-1].filename)}:{mine[-1].lineno}"
     code = getattr(getattr(function, "__func__", function), "__code__", None)
     if code is not None:
-        return f"{code.co_filename}:{code.co_firstlineno}"
-    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
+        return f"{_shown(code.co_filename)}:{code.co_firstlineno}"
+    return f"{_shown(frames[-1].filename)}:{frames[-1].lineno}" if frames else "?"
+
+
+def _shown(filename: str) -> str:
+    """``filename`` relative to the working directory if it is a file inside it, else as is."""
+    if filename.startswith("<"):  # <string>, <stdin>, a notebook cell
+        return filename
+    try:
+        return str(Path(filename).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):  # outside the working directory, or that was removed
+        return filename
 
 
 def describe_shapes(args: tuple) -> str:
