@@ -820,6 +820,21 @@ def test_cli_check_jacobian_class_method_elementwise_and_exit_codes(tmp_path, ca
     assert main(["check-jacobian", f"{tmp_path / 'none.py'}:f", "--of", "softmax"]) == 2
 
 
+def test_cli_a_file_that_fails_to_import_is_named_with_its_line(tmp_path, capsys,
+                                                               monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "syntax.py").write_text("import numpy as np\n\ndef f(:\n    return 1\n")
+    (tmp_path / "raises.py").write_text("import numpy as np\n\nSIZE = 1 / 0\n")
+    assert main(["check-jacobian", "syntax.py:f", "--of", "softmax"]) == 3
+    err = capsys.readouterr().err
+    assert err == ("chainrule check-jacobian: your code raised: importing syntax.py raised "
+                   "SyntaxError: invalid syntax (syntax.py, line 3) — at syntax.py:3\n")
+    assert main(["check-jacobian", "raises.py:f", "--of", "softmax"]) == 3
+    assert capsys.readouterr().err == (
+        "chainrule check-jacobian: your code raised: importing raises.py raised "
+        "ZeroDivisionError: division by zero — at raises.py:3\n")
+
+
 def test_cli_suggests_takes_output_after_evaluated_at_input(seed_file, capsys):
     assert main(["check-jacobian", f"{seed_file}:softmax_prime", "--of", "softmax"]) == 1
     assert ("softmax_prime is right when given the output softmax(z): rerun with --takes output"

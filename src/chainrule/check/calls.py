@@ -93,9 +93,8 @@ def call_user(function: Callable, *args: object, name: str | None = None) -> obj
     except Exception as error:  # any exception of the user's code is reported as theirs
         location = user_location(error, function)
         shapes = describe_shapes(args)
-        called = ("no arguments" if not args else
-                  f"{'input shape' if len(args) == 1 else 'arguments'} {shapes}")
-        message = (f"{name} raised {type(error).__name__}: {error} — at {location}, called "
-                   f"with {called}")
+        called = (f", called with {'input shape' if len(args) == 1 else 'arguments'} {shapes}"
+                  if args else "")
+        message = f"{name} raised {type(error).__name__}: {error} — at {location}{called}"
         raise UserCodeError(message, location, name, shapes) from error
 

@@ -137,7 +137,8 @@ def _import(module_name: str) -> object:
             return importlib.import_module(module_name)
         module_spec = importlib.util.spec_from_file_location(path.stem, path)
         module = importlib.util.module_from_spec(module_spec)
-        call_user(module_spec.loader.exec_module, module, name=f"importing {module_name}")
+        call_user(lambda: module_spec.loader.exec_module(module),
+                  name=f"importing {module_name}")
         return module
     finally:
         sys.path.remove(folder)
