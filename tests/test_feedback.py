@@ -7,6 +7,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import chainrule as cr
 from chainrule import experiment
@@ -134,3 +136,37 @@ def test_auto_is_silent_outside_a_terminal_even_with_jupyter_installed(rng, caps
     cr.fit(cr.mlp(4, 8, 3, seed=0), cr.SoftmaxCrossEntropy(), cr.SGD(0.1), X, y, epochs=2,
            verbose="auto")
     assert capsys.readouterr().out == ""
+
+
+@settings(max_examples=200, deadline=None)
+@given(counts=st.lists(st.integers(1, 6), min_size=1, max_size=5),
+       test_size=st.floats(0.05, 0.95))
+def test_split_refuses_exactly_what_a_stratified_split_cannot_do(counts, test_size):
+    """The up-front check agrees with scikit-learn's own refusals, in the user's terms."""
+    from sklearn.model_selection import train_test_split
+
+    y = np.repeat(np.arange(len(counts)), counts)
+    X = np.zeros((len(y), 2))
+    try:
+        train_test_split(X, y, test_size=test_size, stratify=y, random_state=0)
+    except ValueError:
+        with pytest.raises(ValueError, match=r"^the data has \d+ samples?, too few to split: "):
+            experiment.split(X, y, test_size, 0)
+    else:
+        X_train, X_test, *_ = experiment.split(X, y, test_size, 0)
+        assert len(X_train) + len(X_test) == len(y)
+
+
+def test_cli_names_the_file_and_the_reason_when_it_is_too_small_to_split(tmp_path, capsys):
+    data = tmp_path / "small.csv"
+    data.write_text("a,b,label\n" + "".join(f"{i},{2 * i},{'xy'[i % 2]}\n" for i in range(3)))
+    assert main(["train", "--data", str(data), "--quiet"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"chainrule train: error: {data} has 3 samples, too few to split: every class needs "
+        "at least 2 samples, one on each side, and class 'y' has only 1")
+    data.write_text("a,b,label\n" + "".join(f"{i},{2 * i},{'xy'[i % 2]}\n" for i in range(5)))
+    assert main(["train", "--data", str(data), "--quiet", "--test-size", "0.2"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"chainrule train: error: {data} has 5 samples, too few to split: test_size 0.2 "
+        "(--test-size) holds out 1 and keeps 4, and each side needs one sample of every class "
+        "(2)")

@@ -96,10 +96,29 @@ def make_optimizer(name: str, lr: float) -> Optimizer:
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
 
 
-def split(X: np.ndarray, y: np.ndarray, test_size: float, seed: int):
-    """Stratified train/test split: ``X_train, X_test, y_train, y_test``."""
+def split(X: np.ndarray, y: np.ndarray, test_size: float, seed: int,
+          option: str = "test_size", source: str = "the data"):
+    """Stratified train/test split: ``X_train, X_test, y_train, y_test``. Too few samples for
+    one is a ``ValueError`` naming ``source``, ``option`` (the fraction held out) and why."""
     from sklearn.model_selection import train_test_split  # ~0.3 s: only when splitting
 
+    classes, counts = np.unique(y, return_counts=True)
+    held_out = math.ceil(test_size * len(y))
+    kept = len(y) - held_out
+    rare = classes[counts < 2]
+    if len(rare) or min(held_out, kept) < len(classes):
+        if len(rare):
+            shown = ", ".join(repr(label) for label in rare[:5].tolist())
+            more = f" and {len(rare) - 5} more" if len(rare) > 5 else ""
+            why = (f"every class needs at least 2 samples, one on each side, and "
+                   f"{'class' if len(rare) == 1 else 'classes'} {shown}{more} "
+                   f"{'has' if len(rare) == 1 else 'have'} only 1")
+        else:
+            why = (f"{option} {test_size:g} (--{option.replace('_', '-')}) holds out "
+                   f"{held_out} and keeps {kept}, and each side needs one sample of every "
+                   f"class ({len(classes)})")
+        count = f"{len(y)} sample{'' if len(y) == 1 else 's'}"
+        raise ValueError(f"{source} has {count}, too few to split: {why}")
     return train_test_split(X, y, test_size=test_size, stratify=y, random_state=seed)
 
 
@@ -119,11 +138,13 @@ def run(config: TrainConfig = TrainConfig(), verbose: int | str = "auto") -> Tra
     """
     start = time.perf_counter()
     X, y = datasets.load(config.data)
-    X_train, X_test, y_train, y_test = split(X, y, config.test_size, config.seed)
+    X_train, X_test, y_train, y_test = split(X, y, config.test_size, config.seed,
+                                             source=config.data)
     validation = (X_test, y_test)
     if config.patience is not None:
         X_train, X_val, y_train, y_val = split(X_train, y_train, config.validation_fraction,
-                                               config.seed)
+                                               config.seed, "validation_fraction",
+                                               f"the training part of {config.data}")
         validation = (X_val, y_val)
     epochs = config.epochs or default_epochs(len(X_train), config.batch_size)
     n_classes = len(np.unique(y))
