@@ -170,3 +170,12 @@ def test_cli_names_the_file_and_the_reason_when_it_is_too_small_to_split(tmp_pat
         f"chainrule train: error: {data} has 5 samples, too few to split: test_size 0.2 "
         "(--test-size) holds out 1 and keeps 4, and each side needs one sample of every class "
         "(2)")
+
+
+def test_cli_refuses_a_data_set_of_one_class(tmp_path, capsys):
+    data = tmp_path / "one.csv"
+    data.write_text("a,b,label\n" + "".join(f"{i},{2 * i},cat\n" for i in range(20)))
+    assert main(["train", "--data", str(data), "--quiet"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"chainrule train: error: {data}: every label is 'cat'; a classifier needs at least 2 "
+        "classes")
