@@ -139,8 +139,9 @@ def run(config: TrainConfig = TrainConfig(), verbose: int | str = "auto") -> Tra
     start = time.perf_counter()
     X, y = datasets.load(config.data)
     if len(np.unique(y)) < 2:
-        raise ValueError(f"{config.data}: every label is {y[:1].tolist()[0]!r}; a classifier needs "
-                         "at least 2 classes")
+        label = y[:1].tolist()[0]
+        raise ValueError(f"{config.data}: every label is {label!r}; a classifier needs at "
+                         "least 2 classes")
     X_train, X_test, y_train, y_test = split(X, y, config.test_size, config.seed,
                                              source=config.data)
     validation = (X_test, y_test)
