@@ -345,7 +345,15 @@ def test_cli_explain_network(tmp_path, capsys) -> None:
     (["--logits", "1", "2"], "--logits needs --target"),
     (["--network", "--label", "1"], "--network takes the sample's own label"),
     (["--logits", "1", "2", "--label", "0", "--model", "m.safetensors"], "--model goes with"),
-    (["--logits", "1", "2", "--label", "5"], "out of range for 2 classes"),
+    (["--logits", "1", "2", "--label", "5"],
+     "error: --label 5 is not a class of --logits, which has 2 classes (labels 0 to 1)\n"),
+    (["--logits", "1", "2", "--logits", "3", "4", "--label", "0", "2"],
+     "error: --label 2 is not a class of --logits"),
+    (["--logits", "1", "2", "--target", "0", "1", "0"],
+     "error: --target needs one probability per class: --logits has 2 classes, --target 0 1 0 "
+     "has 3 values\n"),
+    (["--logits", "1", "2", "--target", "0.5", "0.5", "--target", "1"],
+     "--target 1 has 1 value\n"),
     (["--logits", "1", "2", "--label", "0", "--plot", "jacobian.txt"], "must end in one of"),
 ])
 def test_cli_explain_errors(argv, message, capsys) -> None:

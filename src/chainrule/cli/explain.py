@@ -98,9 +98,20 @@ def _explain_logits(args: argparse.Namespace) -> list[Derivation]:
     if len({len(row) for row in rows}) > 1:
         raise ValueError(f"every --logits needs the same number of classes; got "
                          f"{', '.join(str(len(row)) for row in rows)}")
+    n_classes = len(rows[0])
     if args.label is not None:
+        outside = [label for label in args.label if not 0 <= label < n_classes]
+        if outside:
+            raise ValueError(f"--label {outside[0]} is not a class of --logits, which has "
+                             f"{n_classes} classes (labels 0 to {n_classes - 1})")
         target = args.label[0] if len(args.label) == 1 else args.label
     else:
+        for given in args.target:
+            if len(given) != n_classes:
+                typed = " ".join(f"{value:g}" for value in given)
+                values = f"{len(given)} value{'' if len(given) == 1 else 's'}"
+                raise ValueError(f"--target needs one probability per class: --logits has "
+                                 f"{n_classes} classes, --target {typed} has {values}")
         target = args.target[0] if len(args.target) == 1 else args.target
     derivations = backprop.explain_softmax_cross_entropy(rows[0] if len(rows) == 1 else rows,
                                                          target)
