@@ -104,6 +104,20 @@ def test_read_only_destinations_are_refused(tmp_path, capsys):
     assert "--json" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("argv", "message"), [
+    (["train", "--hidden", "32", "-3"], "hidden (--hidden) widths must be at least 1, got 32 -3"),
+    (["check", "--hidden", "0"], "hidden (--hidden) widths must be at least 1, got 0"),
+    (["train", "--epochs", "0"], "epochs (--epochs) must be at least 1, got 0"),
+    (["train", "--batch-size", "0"], "batch_size (--batch-size) must be at least 1, got 0"),
+    (["check", "--batch-size", "-1"], "batch_size (--batch-size) must be at least 1, got -1"),
+])
+def test_sizes_below_one_are_refused_by_their_option(argv, message, capsys):
+    """``--epochs 0`` used to train the default number of epochs; a zero width named Dense."""
+    assert main([*argv, "--data", "iris", "--quiet"] if argv[0] == "train" else
+                [*argv, "--data", "iris"]) == 2
+    assert capsys.readouterr().err == f"chainrule {argv[0]}: error: {message}\n"
+
+
 def test_an_interrupted_json_report_leaves_the_previous_one(tmp_path, capsys, monkeypatch):
     report = tmp_path / "report.json"
     report.write_text('{"passed": true}\n')

@@ -69,6 +69,18 @@ class TrainConfig:
             if not 0 < getattr(self, name) < 1:
                 raise ValueError(f"{name} (--{name.replace('_', '-')}) must be a fraction "
                                  f"between 0 and 1, exclusive; got {getattr(self, name)}")
+        check_hidden(self.hidden)
+        for name, value in (("epochs", self.epochs), ("batch_size", self.batch_size)):
+            if value is not None and value < 1:
+                raise ValueError(f"{name} (--{name.replace('_', '-')}) must be at least 1, "
+                                 f"got {value}")
+
+
+def check_hidden(hidden: tuple[int, ...]) -> None:
+    """Every hidden width at least 1, else a ``ValueError`` naming ``hidden`` (``--hidden``)."""
+    if any(width < 1 for width in hidden):
+        raise ValueError(f"hidden (--hidden) widths must be at least 1, got "
+                         f"{' '.join(map(str, hidden))}")
 
 
 @dataclass
@@ -171,9 +183,10 @@ def check_network(data: str = "digits", hidden: tuple[int, ...] = (64,),
     Inputs are standardised; ``batch_size`` rows are drawn with ``seed``; ``options`` go to
     :func:`gradcheck` (``sample``, ``fast``, ``atol``, ``rtol``, ``eps``).
     """
-    X, y = datasets.load(data)
+    check_hidden(hidden)
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise ValueError(f"batch_size (--batch-size) must be at least 1, got {batch_size}")
+    X, y = datasets.load(data)
     if options.get("sample") is not None and not options["sample"] >= 1:
         raise ValueError(f"sample must be >= 1 entries per parameter (or None for all), got "
                          f"{options['sample']}: checking none would prove nothing")
