@@ -117,6 +117,50 @@ def test_soft_targets_and_bad_input(rng):
                verbose=0)
 
 
+def test_regression_targets_have_a_loss_and_no_accuracy(rng):
+    """One output and (N,) numbers: values (N, 1), not classes; no accuracy, and predict,
+    which picks classes, says what to call instead (it returned zeros)."""
+    X = rng.normal(size=(120, 4))
+    t = X @ np.array([1.0, -2.0, 0.5, 0.0])
+    models = [cr.mlp(4, [8], 1, seed=0) for _ in range(2)]
+    runs = [cr.fit(model, cr.MSELoss(), cr.SGD(0.05), X, target, epochs=4, seed=1, verbose=0,
+                   validation_data=(X[:30], target[:30]))
+            for model, target in zip(models, (t, t.reshape(-1, 1)), strict=True)]
+    assert runs[0].history == runs[1].history  # (N,) and (N, 1): the same run
+    assert runs[0].accuracy == [] and runs[0].val_accuracy == []
+    assert len(runs[0].loss) == 4 and runs[0].loss[-1] < runs[0].loss[0]
+    np.testing.assert_array_equal(models[0].params["2.W"], models[1].params["2.W"])
+    model = models[0]
+    assert model.classes is None
+    loss, accuracy = cr.evaluate(model, cr.MSELoss(), X, t)
+    assert accuracy is None
+    assert loss == pytest.approx(np.mean((model(model.prepare(X))[:, 0] - t) ** 2))
+    with pytest.raises(ValueError, match=r"this network has one output, so no classes to "
+                                         r"pick from; for its values use model\(model"):
+        model.predict(X)
+    with pytest.raises(ValueError, match=r"1 outputs but the labels have 2 distinct values: "
+                                         r"\['cat', 'dog'\]"):
+        cr.fit(model, cr.MSELoss(), cr.SGD(0.05), X, np.array(["cat", "dog"] * 60),
+               verbose=0)
+
+
+def test_accuracy_only_for_class_rows(rng):
+    X, y = blobs(rng)
+    one_hot = np.eye(3)[y]
+    by_labels, by_rows = cr.mlp(4, [8], 3, seed=0), cr.mlp(4, [8], 3, seed=0)
+    cr.fit(by_labels, cr.SoftmaxCrossEntropy(), cr.Adam(0.01), X, y, epochs=3, verbose=0)
+    rows = cr.fit(by_rows, cr.MSELoss(), cr.Adam(0.01), X, one_hot, epochs=3, verbose=0)
+    assert len(rows.accuracy) == 3  # one-hot rows are classes
+    labels_accuracy = float(np.mean(by_rows.predict(X) == y))
+    assert cr.evaluate(by_rows, cr.MSELoss(), X, one_hot)[1] == labels_accuracy
+    assert cr.evaluate(by_labels, cr.SoftmaxCrossEntropy(), X, y)[1] == (
+        float(np.mean(by_labels.predict(X) == y)))
+    values = rng.normal(size=(len(X), 3))  # rows that are not class distributions
+    history = cr.fit(by_labels, cr.MSELoss(), cr.Adam(0.01), X, values, epochs=2, verbose=0)
+    assert history.accuracy == [] and by_labels.classes is None  # no stale classes
+    assert cr.evaluate(by_labels, cr.MSELoss(), X, values)[1] is None
+
+
 def test_progress_bar_quiet_when_not_a_terminal(rng, capsys):
     X, y = blobs(rng, n=40)
     cr.fit(cr.mlp(4, [4], 3, seed=0), cr.SoftmaxCrossEntropy(), cr.SGD(0.1), X, y, epochs=2,

@@ -211,8 +211,14 @@ class Sequential:
         return softmax(output)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        """Predicted class for each RAW input row: ``classes[argmax]`` (indices if no classes)."""
-        indices = np.argmax(self.forward(self.prepare(x)), axis=1)
+        """Predicted class for each RAW input row: ``classes[argmax]`` (indices if no classes).
+        A network with one output has no classes: its values are ``model(model.prepare(x))``."""
+        output = self.forward(self.prepare(x))
+        if output.shape[1] == 1:
+            raise ValueError("predict picks a class by argmax, and this network has one "
+                             "output, so no classes to pick from; for its values use "
+                             "model(model.prepare(X))")
+        indices = np.argmax(output, axis=1)
         return indices if self.classes is None else self.classes[indices]
 
     def save(self, path: str | os.PathLike) -> Path:

@@ -166,9 +166,13 @@ def fit(
         model.preprocessing = Scaler.fit(X, scaling)
     X = _finite_inputs(model.prepare(X), "X")
     n_classes = model.output_width(X.shape[1])
+    y = _one_value_per_row(y, n_classes)
     classes = y.ndim == 1
     if classes:
         y, model.classes = encode_labels(y, n_classes)
+    else:
+        model.classes = None
+    scored = classes or _class_rows(y)  # accuracy means something
     validation = None
     if validation_data is not None:
         X_val, y_val = (np.asarray(part) for part in validation_data)
@@ -178,6 +182,8 @@ def fit(
         X_val = _finite_inputs(model.prepare(X_val), "validation X")
         if classes:
             y_val = class_indices(model.classes, y_val, "the classes seen in training:")
+        else:
+            y_val = _one_value_per_row(y_val, n_classes)
         validation = (X_val, y_val)
 
     history = History()
@@ -247,12 +253,13 @@ def fit(
                          best_weights, snapshot, epoch)
             history.epoch.append(epoch)
             history.history["loss"].append(total_loss / len(X))
-            if classes or y.ndim == 2:
+            if scored:
                 history.history["accuracy"].append(correct / len(X))
             monitored = history.loss[-1]
             if validation is not None:
                 try:
-                    val_loss, val_accuracy = _evaluate_prepared(model, loss, *validation)
+                    val_loss, val_accuracy = _evaluate_prepared(model, loss, *validation,
+                                                                scored=scored)
                     problem = None if math.isfinite(val_loss) else f"the loss is {val_loss}"
                 except NonFiniteError as error:  # finite weights, overflowing activations
                     problem = str(error)
@@ -260,7 +267,8 @@ def fit(
                     diverged(model, f"epoch {epoch + 1}, on the validation data: {problem}",
                              history, best_weights, snapshot, epoch)
                 history.history["val_loss"].append(val_loss)
-                history.history["val_accuracy"].append(val_accuracy)
+                if scored:
+                    history.history["val_accuracy"].append(val_accuracy)
                 monitored = val_loss
             report.epoch_done(epoch, {name: values[-1] for name, values
                                       in history.history.items() if values})
@@ -294,31 +302,55 @@ def fit(
 
 
 def evaluate(model: Sequential, loss: Loss, X: np.ndarray, y: np.ndarray,
-             batch_size: int = 1024) -> tuple[float, float]:
+             batch_size: int = 1024) -> tuple[float, float | None]:
     """``(mean loss, accuracy)`` of ``model`` on RAW inputs ``X`` ``(N, n_in)``, as ``predict``
     takes them (the recorded scaling is applied), and labels ``y`` ``(N,)`` among
-    ``model.classes`` (class indices when it has none) or target rows ``(N, C)``."""
+    ``model.classes`` (class indices when it has none) or target rows ``(N, C)``. The
+    accuracy is None for targets that are not classes: values (a network with one output
+    takes ``(N,)`` values too) rather than one-hot or probability rows."""
     _check_instance(loss, Loss, "evaluate: the loss")
     X, y = model.prepare(X), np.asarray(y)
     if len(y) != len(X):
         raise ValueError(f"evaluate: X has {len(X)} rows and y has {len(y)}; need the same")
+    y = _one_value_per_row(y, model.output_width())
     if y.ndim == 1:
         classes = np.arange(model.output_width()) if model.classes is None else model.classes
         y = class_indices(classes, y, "the model's classes")
-    return _evaluate_prepared(model, loss, X, y, batch_size)
+    return _evaluate_prepared(model, loss, X, y, batch_size,
+                              scored=y.ndim == 1 or _class_rows(y))
 
 
 def _evaluate_prepared(model: Sequential, loss: Loss, X: np.ndarray, y: np.ndarray,
-                       batch_size: int = 1024) -> tuple[float, float]:
-    """``evaluate`` on prepared inputs and class indices (or target rows)."""
+                       batch_size: int = 1024, scored: bool = True) -> tuple[float, float | None]:
+    """``evaluate`` on prepared inputs and class indices (or target rows); the accuracy only
+    where it is ``scored``."""
     total_loss, correct = 0.0, 0
     for begin in range(0, len(X), batch_size):
         output = model.forward(X[begin:begin + batch_size])
         target = y[begin:begin + batch_size]
         batch_loss = loss.forward(output, target)
         total_loss += batch_loss * len(output) if loss.reduction == "mean" else batch_loss
-        correct += _n_correct(output, target)
-    return total_loss / len(X), correct / len(X)
+        if scored:
+            correct += _n_correct(output, target)
+    return total_loss / len(X), correct / len(X) if scored else None
+
+
+def _one_value_per_row(y: np.ndarray, n_outputs: int) -> np.ndarray:
+    """Numbers ``(N,)`` for a network with one output are its target values ``(N, 1)`` (one
+    output has no classes to choose between); anything else is returned as it is."""
+    if y.ndim == 1 and n_outputs == 1 and (np.issubdtype(y.dtype, np.number)
+                                           or y.dtype == bool):
+        return y.reshape(-1, 1)
+    return y
+
+
+def _class_rows(y: np.ndarray) -> bool:
+    """Whether targets ``(N, C)`` are class distributions (one-hot or probabilities, C ≥ 2),
+    so that an accuracy (argmax against argmax) means something."""
+    if y.ndim != 2 or y.shape[1] < 2 or not np.issubdtype(y.dtype, np.number):
+        return False
+    with np.errstate(invalid="ignore"):
+        return bool(np.all(y >= 0) and np.allclose(y.sum(axis=1), 1, rtol=0, atol=1e-6))
 
 
 def class_indices(classes: np.ndarray, y: np.ndarray,
