@@ -156,6 +156,23 @@ def test_the_users_file_is_named_as_they_would_type_it(monkeypatch):
         assert f" — at {shown}, called with input shape (5, 3)" in str(caught.value)
 
 
+def test_a_class_or_a_single_sample_gets_a_hint():
+    with pytest.raises(TypeError, match=r"^layer is the class Dense; pass an instance: "
+                                        r"check_layer\(Dense\(\.\.\.\), x\)$"):
+        cr.check_layer(attribute_style.Dense, X)
+    with pytest.raises(ValueError, match=r"^x must be a non-empty batch \(B, features\), got "
+                                         r"shape \(4,\); for one sample pass x\[None\] \(a "
+                                         r"batch of 1\), or per_sample=True if your code takes "
+                                         r"one sample at a time$"):
+        cr.check_layer(attribute_style.Dense(4, 3), X[0])
+    with pytest.raises(ValueError, match=r"\(features, B\), got shape \(4,\); for one sample "
+                                         r"pass x\[:, None\]"):
+        cr.check_layer(column_style.Dense(4, 3), X[0], layout="columns")
+    with pytest.raises(ValueError, match=r"got shape \(0, 4\)$"):
+        cr.check_layer(attribute_style.Dense(4, 3), X[:0])
+    assert cr.check_layer(attribute_style.Dense(4, 3), X[0][None])
+
+
 def test_an_unknown_convention_gets_one_error_with_the_wrap_layer_call():
     with pytest.raises(ConventionError, match=r"Found methods \['backpropagate', 'propagate'\], "
                                               r"array attributes: W \(3, 2\)") as caught:

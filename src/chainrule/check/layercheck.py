@@ -301,12 +301,18 @@ def check_layer(layer: object, x: np.ndarray, grad_out: np.ndarray | None = None
     >>> check_layer(Softmax(), np.array([[1.75, 1.75]])).passed
     True
     """
+    if isinstance(layer, type):
+        raise TypeError(f"layer is the class {layer.__name__}; pass an instance: "
+                        f"check_layer({layer.__name__}(...), x)")
     x = as_float64("x", x)
     if per_sample and x.ndim == 1:  # one sample
         x = x[:, None] if layout == "columns" else x[None]
     if x.ndim != 2 or x.size == 0:
         expected = "(features, B)" if layout == "columns" else "(B, features)"
-        raise ValueError(f"x must be a non-empty batch {expected}, got shape {x.shape}")
+        one = ("" if x.ndim != 1 or not x.size else
+               f"; for one sample pass x[{':, None' if layout == 'columns' else 'None'}] "
+               "(a batch of 1), or per_sample=True if your code takes one sample at a time")
+        raise ValueError(f"x must be a non-empty batch {expected}, got shape {x.shape}{one}")
     wrapped = copy.deepcopy(as_layer(layer, x, layout, per_sample)).to_float64()
     rows_x = x.T if layout == "columns" else x
     if grad_out is not None and layout == "columns":
