@@ -157,14 +157,20 @@ def test_split_refuses_exactly_what_a_stratified_split_cannot_do(counts, test_si
         assert len(X_train) + len(X_test) == len(y)
 
 
+def labelled_csv(path, labels):
+    """A two-feature CSV with a header and these labels, one row each."""
+    path.write_text("a,b,label\n" + "".join(f"{i},{2 * i},{label}\n"
+                                            for i, label in enumerate(labels)))
+    return path
+
+
 def test_cli_names_the_file_and_the_reason_when_it_is_too_small_to_split(tmp_path, capsys):
-    data = tmp_path / "small.csv"
-    data.write_text("a,b,label\n" + "".join(f"{i},{2 * i},{'xy'[i % 2]}\n" for i in range(3)))
+    data = labelled_csv(tmp_path / "small.csv", "xyx")
     assert main(["train", "--data", str(data), "--quiet"]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"chainrule train: error: {data} has 3 samples, too few to split: every class needs "
         "at least 2 samples, one on each side, and class 'y' has only 1")
-    data.write_text("a,b,label\n" + "".join(f"{i},{2 * i},{'xy'[i % 2]}\n" for i in range(5)))
+    labelled_csv(data, "xyxyx")
     assert main(["train", "--data", str(data), "--quiet", "--test-size", "0.2"]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"chainrule train: error: {data} has 5 samples, too few to split: test_size 0.2 "
@@ -173,8 +179,7 @@ def test_cli_names_the_file_and_the_reason_when_it_is_too_small_to_split(tmp_pat
 
 
 def test_cli_refuses_a_data_set_of_one_class(tmp_path, capsys):
-    data = tmp_path / "one.csv"
-    data.write_text("a,b,label\n" + "".join(f"{i},{2 * i},cat\n" for i in range(20)))
+    data = labelled_csv(tmp_path / "one.csv", ["cat"] * 20)
     assert main(["train", "--data", str(data), "--quiet"]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"chainrule train: error: {data}: every label is 'cat'; a classifier needs at least 2 "

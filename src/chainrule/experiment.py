@@ -150,7 +150,8 @@ def run(config: TrainConfig = TrainConfig(), verbose: int | str = "auto") -> Tra
     """
     start = time.perf_counter()
     X, y = datasets.load(config.data)
-    if len(np.unique(y)) < 2:
+    n_classes = len(np.unique(y))
+    if n_classes < 2:
         label = y[:1].tolist()[0]
         raise ValueError(f"{config.data}: every label is {label!r}; a classifier needs at "
                          "least 2 classes")
@@ -163,7 +164,6 @@ def run(config: TrainConfig = TrainConfig(), verbose: int | str = "auto") -> Tra
                                                f"the training part of {config.data}")
         validation = (X_val, y_val)
     epochs = config.epochs or default_epochs(len(X_train), config.batch_size)
-    n_classes = len(np.unique(y))
     model = mlp(X.shape[1], config.hidden, n_classes, activation=config.activation,
                 seed=config.seed, dtype=np.dtype(config.dtype))
     history = fit(model, SoftmaxCrossEntropy(), make_optimizer(config.optimizer, config.lr),

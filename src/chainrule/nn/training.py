@@ -312,9 +312,10 @@ def evaluate(model: Sequential, loss: Loss, X: np.ndarray, y: np.ndarray,
     X, y = model.prepare(X), np.asarray(y)
     if len(y) != len(X):
         raise ValueError(f"evaluate: X has {len(X)} rows and y has {len(y)}; need the same")
-    y = _one_value_per_row(y, model.output_width())
+    n_outputs = model.output_width()
+    y = _one_value_per_row(y, n_outputs)
     if y.ndim == 1:
-        classes = np.arange(model.output_width()) if model.classes is None else model.classes
+        classes = np.arange(n_outputs) if model.classes is None else model.classes
         y = class_indices(classes, y, "the model's classes")
     return _evaluate_prepared(model, loss, X, y, batch_size,
                               scored=y.ndim == 1 or _class_rows(y))
