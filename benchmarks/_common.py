@@ -203,8 +203,9 @@ def blas() -> list[str]:
                    pool.get("architecture") or "", f"{pool.get('num_threads')} threads"]
         library = os.path.basename(pool.get("filepath", ""))
         lines.append(f"{' '.join(part for part in details if part)} ({library})")
-    overrides = [f"{name}={os.environ[name]}" for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
-                                                           "OMP_NUM_THREADS") if name in os.environ]
+    overrides = [f"{name}={os.environ[name]}" for name in (
+        "OPENBLAS_CORETYPE", "OPENBLAS_THREAD_TIMEOUT", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS")
+        if name in os.environ]
     if overrides:
         lines.append("environment: " + " ".join(overrides))
     return lines

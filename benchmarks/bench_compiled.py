@@ -20,6 +20,8 @@ several busy worker threads whatever ``XLA_FLAGS`` say), with ``OMP_NUM_THREADS`
 ``OPENBLAS_NUM_THREADS``, threadpoolctl, PyTorch's ``set_num_threads`` and, for 1 thread,
 ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false``. numba's kernels are serial; one extra row
 runs ``fit`` with a ``parallel=True`` SGD kernel (2 threads): its collision with OpenBLAS.
+A second table times each matrix product of the step alone, NumPy's against XLA's, at batch
+32 and on the 1024-1024 network: where the GEMM floors differ.
 
     python benchmarks/bench_compiled.py [--rounds 5] [--threads 1 2] [--quick]
 """
@@ -279,6 +281,84 @@ def gemm_floor(X: np.ndarray, hidden: tuple[int, ...], batch: int) -> Callable[[
     return epoch
 
 
+def products(hidden: tuple[int, ...], batch: int, n_samples: int,
+             has_jax: bool) -> dict[str, tuple[Callable[[], None], Callable[[], None] | None]]:
+    """Each of the step's matrix products alone, over an epoch of contiguous batches of random
+    operands: ``{name: (NumPy into a reused array, XLA under lax.scan or None)}``. XLA gets
+    each weight matrix through ``lax.optimization_barrier`` in the loop's carry, so that no
+    work on it (packing) can be hoisted out of the loop: in training it changes every step."""
+    rng = np.random.default_rng(0)
+    widths = [N_FEATURES, *hidden, N_CLASSES]
+    n_batches = n_samples // batch
+    weights = [w for w, _ in he_weights(hidden)]
+    # per layer: its inputs and the gradients at its outputs, (n_batches, batch, width)
+    inputs = [rng.standard_normal((n_batches, batch, width), dtype=np.float32)
+              for width in widths[:-1]]
+    grads = [rng.standard_normal((n_batches, batch, width), dtype=np.float32)
+             for width in widths[1:]]
+    found: dict = {}
+    for layer, weight in enumerate(weights):
+        n_in, n_out = weight.shape
+        # (name, left operand per batch, right operand: a weight or one per batch, which to
+        # transpose: "left", "right" or "")
+        cases = [(f"layer {layer + 1} forward ({batch}, {n_in}) @ ({n_in}, {n_out})",
+                  inputs[layer], weight, ""),
+                 (f"layer {layer + 1} weight gradient ({batch}, {n_in})ᵀ @ ({batch}, {n_out})",
+                  inputs[layer], grads[layer], "left")]
+        if layer:
+            cases.append((f"layer {layer + 1} input gradient ({batch}, {n_out}) @ "
+                          f"({n_in}, {n_out})ᵀ", grads[layer], weight, "right"))
+        for name, lefts, right, transposed in cases:
+            found[name] = (_numpy_product(lefts, right, transposed),
+                           _xla_product(lefts, right, transposed) if has_jax else None)
+    return found
+
+
+def _numpy_product(lefts: np.ndarray, right: np.ndarray,
+                   transposed: str) -> Callable[[], None]:
+    """``lefts[i] @ right`` (or ``right[i]``) for every batch ``i``, into one reused array."""
+    rights = right if right.ndim == 3 else [right] * len(lefts)
+    pairs = [(left.T if transposed == "left" else left,
+              other.T if transposed == "right" else other)
+             for left, other in zip(lefts, rights, strict=True)]
+    out = np.empty((pairs[0][0].shape[0], pairs[0][1].shape[1]), np.float32)
+
+    def epoch() -> None:
+        for left, other in pairs:
+            np.matmul(left, other, out=out)
+
+    return epoch
+
+
+def _xla_product(lefts: np.ndarray, right: np.ndarray, transposed: str) -> Callable[[], None]:
+    """The same products by XLA, one ``lax.scan`` over the batches."""
+    import jax
+    import jax.numpy as jnp
+
+    def product(left, other):
+        return ((left.T if transposed == "left" else left)
+                @ (other.T if transposed == "right" else other))
+
+    shape = product(lefts[0], right[0] if right.ndim == 3 else right).shape
+    if right.ndim == 3:
+        def body(last, pair):
+            return product(*pair), None
+
+        run = jax.jit(lambda: jax.lax.scan(body, jnp.zeros(shape), (lefts, right))[0])
+    else:
+        def body(carry, left):
+            weight = jax.lax.optimization_barrier(carry[0])
+            return (weight, product(left, weight)), None
+
+        start = (jnp.asarray(right), jnp.zeros(shape))
+        run = jax.jit(lambda: jax.lax.scan(body, start, lefts)[0][1])
+
+    def epoch() -> None:
+        jax.block_until_ready(run())
+
+    return epoch
+
+
 def measure(threads: int, rounds: int, scale: float = 1.0) -> None:
     """This process's table: one row per configuration, at ``threads`` threads (``scale``
     multiplies the samples per epoch: 0.1 for a quick trial)."""
@@ -363,6 +443,45 @@ def measure(threads: int, rounds: int, scale: float = 1.0) -> None:
         print(f"\nnote: {line}")
     print("\nTargets and extra rows:")
     print("\n".join(f"- {line}" for line in checks), flush=True)
+    product_table(threads, rounds, scale, has_jax)
+
+
+# The configurations whose matrix products are timed one by one: where NumPy's floor trails
+# XLA's most.
+PRODUCT_CONFIGS = [((256, 128), 32, 15_000), ((1024, 1024), 128, 10_000)]
+
+
+def product_table(threads: int, rounds: int, scale: float, has_jax: bool) -> None:
+    """µs per batch of each matrix product of the step, NumPy (OpenBLAS) against XLA."""
+    rows = []
+    for hidden, batch, n_samples in PRODUCT_CONFIGS:
+        n_samples = max(batch, int(n_samples * scale))
+        found = products(hidden, batch, n_samples, has_jax)
+        systems = {(name, library): once(epoch) for name, pair in found.items()
+                   for library, epoch in zip(("NumPy", "XLA"), pair, strict=True) if epoch}
+        with limited_threads(threads):
+            for system in systems.values():
+                system()  # warm-up: compiles XLA's loops
+            seconds = interleaved(systems, rounds)
+        micros = {key: [t / (n_samples // batch) * 1e6 for t in times]
+                  for key, times in seconds.items()}
+        totals = {library: sum(statistics.median(micros[name, library]) for name in found)
+                  for library in ("NumPy", "XLA") if (next(iter(found)), library) in micros}
+        network = f"784-{'-'.join(map(str, hidden))}-10"
+        for name in found:
+            numpy_us = statistics.median(micros[name, "NumPy"])
+            xla_us = statistics.median(micros[name, "XLA"]) if has_jax else None
+            rows.append([f"{network}: {name}", f"{numpy_us:,.1f}",
+                         f"{xla_us:,.1f}" if xla_us else "–",
+                         f"{median_ratio(micros[name, 'NumPy'], micros[name, 'XLA']):.2f}×"
+                         if xla_us else "–"])
+        rows.append([f"{network}: all {len(found)}", f"{totals['NumPy']:,.1f}",
+                     *([f"{totals['XLA']:,.1f}", f"{totals['NumPy'] / totals['XLA']:.2f}×"]
+                       if "XLA" in totals else ["–", "–"])])
+    print(f"\nEach matrix product alone, µs per batch (medians of {rounds} interleaved rounds; "
+          "XLA under lax.scan, the weights through an optimization barrier):\n")
+    print(markdown_table(["product", "NumPy (OpenBLAS)", "XLA", "NumPy ÷ XLA time"], rows),
+          flush=True)
 
 
 COLUMNS = ["chainrule (numba)", "chainrule (NumPy)", "JAX jit step", "JAX lax.scan epoch",
