@@ -19,7 +19,7 @@ import chainrule
 PACKAGE = Path(chainrule.__file__).parent
 # What each wing may import from the others; the top (estimator, experiment, cli) may import
 # every wing, and nothing imports the CLI.
-WINGS_BELOW = {"nn": set(), "io": {"nn"}, "check": {"nn"}, "explain": {"nn", "check"}}
+WINGS_BELOW = {"nn": set(), "io": {"nn"}, "check": {"nn"}, "explain": {"nn", "check", "io"}}
 LAZY_UPWARD = {
     ("chainrule.nn.network", "chainrule.io.serialization"),  # Sequential.save
     ("chainrule.nn.network", "chainrule.io.export"),  # Sequential.to_torch

@@ -7,11 +7,14 @@ only when a plot is asked for.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from chainrule.io.files import write_bytes_atomically
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -68,9 +71,12 @@ def new_figure(width: float = 8.0, height: float = 4.5) -> Figure:
 
 
 def save_figure(figure: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
-    """Write ``figure`` to ``path`` (checked by ``check_plot_path``); returns the path."""
+    """Write ``figure`` to ``path`` (checked by ``check_plot_path``), atomically: an
+    interrupted save leaves the previous file. Returns the path."""
     path = check_plot_path(path)
-    figure.savefig(path, dpi=dpi)
+    image = io.BytesIO()
+    figure.savefig(image, format=path.suffix.lower().lstrip("."), dpi=dpi)
+    write_bytes_atomically(path, image.getvalue())
     return path
 
 
