@@ -1,13 +1,16 @@
-"""Shared test settings: hypothesis sized for a 2-core CI machine, and a float64 oracle."""
+"""Shared test settings: hypothesis sized for a 2-core CI machine, a float64 oracle, the NumPy
+kernels on demand and interrupted file writes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
+from chainrule.io import files
 from numba_marks import use_kernels
 
 settings.register_profile(
@@ -46,3 +49,21 @@ def rng() -> np.random.Generator:
 def numpy_kernels(monkeypatch):
     """Run the test on the NumPy reference kernels, whether or not numba is installed."""
     use_kernels(monkeypatch, "numpy")
+
+
+@pytest.fixture
+def interrupted_writes(monkeypatch):
+    """``with interrupted_writes():`` every atomic file write stops halfway with
+    KeyboardInterrupt, as Ctrl-C would."""
+
+    def write_half(file, data: bytes) -> None:
+        file.write(data[:len(data) // 2])
+        raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def interrupted():
+        with monkeypatch.context() as patch:
+            patch.setattr(files, "_write_payload", write_half)
+            yield
+
+    return interrupted

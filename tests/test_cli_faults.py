@@ -13,7 +13,6 @@ import pytest
 import chainrule as cr
 from chainrule import experiment
 from chainrule.cli import main
-from chainrule.io import files
 
 IRIS = ["--data", "iris", "--quiet", "--epochs", "3"]
 
@@ -118,20 +117,16 @@ def test_sizes_below_one_are_refused_by_their_option(argv, message, capsys):
     assert capsys.readouterr().err == f"chainrule {argv[0]}: error: {message}\n"
 
 
-def test_an_interrupted_json_report_leaves_the_previous_one(tmp_path, capsys, monkeypatch):
+def test_an_interrupted_json_report_leaves_the_previous_one(tmp_path, capsys,
+                                                            interrupted_writes):
     report = tmp_path / "report.json"
     report.write_text('{"passed": true}\n')
-
-    def interrupted(file, data):
-        file.write(data[:20])
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(files, "_write_payload", interrupted)
-    assert main(["check", "--data", "iris", "--hidden", "4", "--json", str(report)]) == 130
+    command = ["check", "--data", "iris", "--hidden", "4", "--json", str(report)]
+    with interrupted_writes():
+        assert main(command) == 130
     assert report.read_text() == '{"passed": true}\n'
     assert [entry.name for entry in tmp_path.iterdir()] == ["report.json"]
-    monkeypatch.undo()
-    assert main(["check", "--data", "iris", "--hidden", "4", "--json", str(report)]) == 0
+    assert main(command) == 0
     assert json.loads(report.read_text())["passed"] is True
 
 

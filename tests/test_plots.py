@@ -111,22 +111,14 @@ def test_cli_explain_plot(what: list[str], tmp_path: Path, capsys) -> None:
 
 
 def test_an_interrupted_plot_leaves_the_previous_file(tmp_path: Path, capsys,
-                                                      monkeypatch) -> None:
-    from chainrule.io import files
-
+                                                      interrupted_writes) -> None:
     path = tmp_path / "explain.svg"
     path.write_text("<svg>the previous plot</svg>\n")
-
-    def interrupted(file, data):
-        file.write(data[:100])
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(files, "_write_payload", interrupted)
     command = ["explain", "--logits", "1.75", "1.75", "--label", "1", "--plot", str(path)]
-    assert main(command) == 130
+    with interrupted_writes():
+        assert main(command) == 130
     assert path.read_text() == "<svg>the previous plot</svg>\n"
     assert [entry.name for entry in tmp_path.iterdir()] == ["explain.svg"]
-    monkeypatch.undo()
     assert main(command) == 0
     assert path.read_text().rstrip().endswith("</svg>")  # the whole new plot
     assert "the previous plot" not in path.read_text()
