@@ -81,7 +81,7 @@ def _gradient_of(candidate: str, parameter: str) -> bool:
 
 
 def _arrays(obj: object) -> dict[str, np.ndarray]:
-    return {name: value for name, value in vars(obj).items()
+    return {name: value for name, value in getattr(obj, "__dict__", {}).items()
             if isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating)}
 
 

@@ -1,6 +1,7 @@
 """The whole-network gradient check, which points at the wrong layer and entry.
 
-:func:`gradcheck` checks every parameter gradient of a ``Sequential`` against numeric
+:func:`gradcheck` checks every parameter gradient of a ``Sequential`` (or of a list of layers,
+the user's own among them, in any convention ``check_layer`` reads) against numeric
 derivatives of the loss (:mod:`chainrule.check.numerical`), and each layer in isolation
 (:mod:`chainrule.check.layercheck`) so that a failure is traced to the layer that causes it;
 ``fast=True`` first compares the slope along one random direction.
@@ -11,10 +12,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from chainrule.check.adapters import ConventionError, as_layer
 from chainrule.check.diagnosis import diagnose_gradient
 from chainrule.check.kinks import straddling_rows
 from chainrule.check.layercheck import (
@@ -26,6 +28,7 @@ from chainrule.check.layercheck import (
 )
 from chainrule.check.numerical import STEP, as_float64, numerical_gradient
 from chainrule.check.report import DEFAULT_ATOL, DEFAULT_RTOL, Report, Row
+from chainrule.check.wrapped import WrappedLayer
 from chainrule.nn import layers
 from chainrule.nn.losses import Loss
 from chainrule.nn.network import Sequential
@@ -95,6 +98,8 @@ class _Float64Copy:
                 twin = object.__new__(type(layer))
                 twin.__dict__.update(vars(layer))
                 twin.params, twin.grads = {}, {}
+            elif isinstance(layer, WrappedLayer):  # its params are the user's attributes
+                twin = copy.deepcopy(layer).to_float64()
             else:
                 twin = to_float64(copy.deepcopy(layer))
             for name, value in layer.params.items():
@@ -115,7 +120,8 @@ class _Float64Copy:
     def gather_gradient(self) -> np.ndarray:
         """``gradient`` after a backward, the deep-copied layers' gradients copied in."""
         for where, layer, name in self._own:
-            self.gradient[where] = np.reshape(layer.grads[name], -1)
+            stored = layer.grads[name]  # None: not stored, which the full check names
+            self.gradient[where] = 0.0 if stored is None else np.reshape(stored, -1)
         return self.gradient
 
 
@@ -181,10 +187,10 @@ def _directional_row(copied: _Float64Copy, loss: Loss, X: np.ndarray, y: np.ndar
                claimed, numeric, atol, rtol, probe=probe(along_first, claimed[0]))
 
 
-def gradcheck(model: Sequential, loss: Loss, X: np.ndarray, y: np.ndarray,
+def gradcheck(model: Sequential | Sequence[object], loss: Loss, X: np.ndarray, y: np.ndarray,
               atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, eps: float | None = None,
               sample: int | None = None, fast: bool = False, directions: int = 1,
-              seed: int = 0) -> Report:
+              seed: int = 0, *, layout: str = "rows", per_sample: bool = False) -> Report:
     """Check every gradient of a ``Sequential`` and trace a failure to the layer that causes it.
 
     Rows: each layer checked in isolation at the activations it actually sees (input
@@ -199,11 +205,24 @@ def gradcheck(model: Sequential, loss: Loss, X: np.ndarray, y: np.ndarray,
     full check runs only if that fails. A projection can miss an error that moves the total
     slope by less than ``rtol`` (e.g. 0.1% in one weight matrix with small gradients).
     The model is copied (float64), never modified.
+
+    ``model`` may also be a list of layers: chainrule's, or your own written in any
+    convention ``check_layer`` reads (``self.output``/``self.dinputs``, ``dW``/``db``, ...),
+    each adapted at the activations it sees on ``X``; ``loss`` is chainrule's, on the last
+    layer's output (``SoftmaxCrossEntropy`` for logits). ``layout="columns"``: your layers
+    take ``(features, B)``, and so does ``X``; ``per_sample=True``: they take one sample at
+    a time (a column ``(features, 1)`` with ``layout="columns"``). The report is in rows.
     """
     X = as_float64("X", X)
     if X.ndim != 2 or X.size == 0:
-        raise ValueError(f"X must be a non-empty batch (B, features), got shape {X.shape}")
-    copied = _Float64Copy(model, extra=X if fast else None)
+        expected = "(features, B)" if layout == "columns" else "(B, features)"
+        raise ValueError(f"X must be a non-empty batch {expected}, got shape {X.shape}")
+    if layout == "columns":
+        if isinstance(model, Sequential):
+            raise ValueError("layout='columns' is for a list of your own layers; a Sequential "
+                             "takes rows (B, features)")
+        X = X.T
+    copied = _Float64Copy(_network(model, X, layout, per_sample), extra=X if fast else None)
     model = copied.model
     if directions < 1:
         raise ValueError(f"directions must be >= 1, got {directions}")
@@ -228,7 +247,8 @@ def gradcheck(model: Sequential, loss: Loss, X: np.ndarray, y: np.ndarray,
     loss.forward(activations[-1], y)
     loss_grad = as_float64(f"{loss_name}.backward()", loss.backward())
     model.backward(loss_grad.copy())
-    network_grads = {key: grad.copy() for key, grad in model.named_grads()}
+    network_grads = {key: None if grad is None else np.array(grad, dtype=np.float64)
+                     for key, grad in model.named_grads()}
     outputs = activations[-1]
     direction = random_direction(rng, outputs.shape)
     loss_row = Row(f"loss {loss_name} ∂L/∂output", loss_grad,
@@ -244,18 +264,25 @@ def gradcheck(model: Sequential, loss: Loss, X: np.ndarray, y: np.ndarray,
     per_layer: list[list[Row]] = []
     for index in range(len(model.layers) - 1, -1, -1):
         layer = model.layers[index]
-        label = f"layer {index} ({type(layer).__name__})"
+        label = f"layer {index} ({_name(layer)})"
         grad_out = rng.standard_normal(activations[index + 1].shape)
         rows, jacobian, extra = layer_rows(layer, activations[index], grad_out, label, index,
                                             upstream, sample, rng, atol, rtol, eps)
         for name, (entries, positions, numeric) in extra.items():
-            claimed = network_grads[f"{index}.{name}"]
-            claimed = claimed if positions is None else claimed.reshape(-1)[entries]
-            direction = random_direction(rng, layer.params[name].shape)
+            shape = layer.params[name].shape
+            stored = network_grads[f"{index}.{name}"]
+            full = (np.zeros(shape) if stored is None or stored.size != np.prod(shape)
+                    else stored.reshape(shape))  # (1, n) kept for (n,): as check_layer does
+            problem = None if stored is not None and stored.size == np.prod(shape) else (
+                f"backward did not store the gradient of {name}" if stored is None else
+                f"the stored gradient of {name} has shape {stored.shape}, the parameter "
+                f"{shape}")
+            claimed = full if positions is None else full.reshape(-1)[entries]
+            direction = random_direction(rng, shape)
             row = Row(f"network ∂L/∂{index}.{name}", claimed, numeric, atol, rtol, index,
                       positions, probe=probe(
                           _loss_along(model, loss, X, y, layer.params[name], direction),
-                          np.sum(network_grads[f"{index}.{name}"] * direction)))
+                          np.sum(full * direction)), problem=problem)
             if not row.passed:
                 row.diagnosis = diagnose_gradient(claimed, numeric, len(X))
             rows.append(row)
@@ -267,6 +294,38 @@ def gradcheck(model: Sequential, loss: Loss, X: np.ndarray, y: np.ndarray,
         upstream = np.einsum("bi,bij->bj", upstream, jacobian)
     rows = [row for layer_rows in per_layer for row in layer_rows] + [loss_row]
     return _traced_report(title, rows, per_layer, loss_row, notes)
+
+
+def _network(model: Sequential | Sequence[object], X: np.ndarray, layout: str,
+             per_sample: bool) -> Sequential:
+    """``model``; or, for a list of layers, a ``Sequential`` of copies of them, each layer of
+    the user's own adapted (``as_layer``) at the activations it sees on ``X`` ``(B, n)``."""
+    if isinstance(model, Sequential):
+        return model
+    if not isinstance(model, list | tuple) or not model:
+        raise TypeError("model must be a Sequential or a non-empty list of layers, got "
+                        f"{type(model).__name__}")
+    adapted = []
+    x = X
+    for index, layer in enumerate(model):
+        if isinstance(layer, type):
+            raise TypeError(f"layer {index} is the class {layer.__name__}; pass an instance: "
+                            f"{layer.__name__}(...)")
+        if not isinstance(layer, layers.Layer):
+            try:
+                layer = as_layer(layer, x.T if layout == "columns" else x, layout, per_sample)
+            except ConventionError as error:
+                raise ConventionError(f"layer {index}: {error}") from None
+        adapted.append(copy.deepcopy(layer))  # the user's layers are never run
+        x = as_float64(f"layer {index} ({_name(layer)}) output", adapted[-1].forward(x))
+    network = Sequential(layers.ReLU())  # Sequential takes chainrule's layers only: the
+    network.layers = adapted  # wrapped ones follow the same protocol
+    return network
+
+
+def _name(layer: object) -> str:
+    """The class name a report shows for a layer: the user's for a wrapped one."""
+    return layer.label if isinstance(layer, WrappedLayer) else type(layer).__name__
 
 
 def _forward_all(model: Sequential, X: np.ndarray) -> list[np.ndarray]:

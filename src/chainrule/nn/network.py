@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -42,16 +43,15 @@ class Sequential:
     """
 
     def __init__(self, *layers: Layer | Sequence[Layer]) -> None:
-        if len(layers) == 1 and not isinstance(layers[0], Layer):
+        if len(layers) == 1 and isinstance(layers[0], list | tuple):
             layers = tuple(layers[0])
         self.layers: list[Layer] = list(layers)
         if not self.layers:
             raise ValueError("Sequential: needs at least one layer")
         for index, layer in enumerate(self.layers):
             if not isinstance(layer, Layer):
-                hint = (f"; pass an instance: {layer.__name__}()" if isinstance(layer, type)
-                        and issubclass(layer, Layer) else "")
-                raise TypeError(f"Sequential: layer {index} is {layer!r}, not a Layer{hint}")
+                raise TypeError(f"Sequential: layer {index} is {_shown(layer)}, not a "
+                                f"chainrule layer{_hint(layer)}")
         self.preprocessing: Scaler | None = None
         self.classes: np.ndarray | None = None
 
@@ -235,6 +235,29 @@ class Sequential:
         from chainrule.io.export import to_torch
 
         return to_torch(self, include_preprocessing)
+
+
+def _shown(layer: object) -> str:
+    """A layer as an error names it: the class name for the user's objects."""
+    if isinstance(layer, type):
+        return f"the class {layer.__name__}"
+    return repr(layer) if type(layer).__repr__ is not object.__repr__ else (
+        f"a {type(layer).__name__} object")
+
+
+def _hint(layer: object) -> str:
+    if isinstance(layer, type):
+        try:
+            required = any(parameter.default is parameter.empty and parameter.kind in (
+                parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
+                for parameter in inspect.signature(layer).parameters.values())
+        except (TypeError, ValueError):
+            required = True
+        return f"; pass an instance: {layer.__name__}({'...' if required else ''})"
+    if callable(getattr(layer, "forward", None)):  # the user's own layer
+        return ("; to gradient-check a network of your own layers, pass them as a list: "
+                "chainrule.gradcheck([layer, ...], loss, X, y)")
+    return ""
 
 
 def mlp(
