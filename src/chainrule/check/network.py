@@ -318,9 +318,7 @@ def _network(model: Sequential | Sequence[object], X: np.ndarray, layout: str,
                 raise ConventionError(f"layer {index}: {error}") from None
         adapted.append(copy.deepcopy(layer))  # the user's layers are never run
         x = as_float64(f"layer {index} ({_name(layer)}) output", adapted[-1].forward(x))
-    network = Sequential(layers.ReLU())  # Sequential takes chainrule's layers only: the
-    network.layers = adapted  # wrapped ones follow the same protocol
-    return network
+    return Sequential._of_any(adapted)
 
 
 def _name(layer: object) -> str:
