@@ -191,6 +191,12 @@ def test_what_cannot_be_checked_is_named_by_position():
         cr.check_layer(object(), X)  # no __dict__: it raised TypeError from vars()
     with pytest.raises(ValueError, match="layout='columns' is for a list of your own layers"):
         cr.gradcheck(cr.mlp(4, [3], 3), cr.SoftmaxCrossEntropy(), X.T, y, layout="columns")
+    with pytest.raises(ValueError, match=r"^layer 1 \(Activation_Softmax_Loss_Categorical"
+                                         r"Crossentropy\) takes inputs, y_true in forward: a "
+                                         r"loss, not a layer\. .*cr\.SoftmaxCrossEntropy\(\)"):
+        cr.gradcheck([book_style.Layer_Dense(4, 3),
+                      book_style.Activation_Softmax_Loss_CategoricalCrossentropy()],
+                     cr.SoftmaxCrossEntropy(), X, y)
     with pytest.raises(UserCodeError, match=r"Crashes\.backward raised AttributeError"):
         cr.gradcheck([attribute_style.Crashes(4, 3)], cr.SoftmaxCrossEntropy(), X, y)
 

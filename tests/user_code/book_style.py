@@ -72,3 +72,17 @@ class Activation_Softmax_PlusCross(Activation_Softmax):
             jacobian_matrix += np.dot(single_output, single_output.T) - np.diagflat(
                 single_output ** 2)
             self.dinputs[index] = np.dot(jacobian_matrix, single_dvalues)
+
+
+class Activation_Softmax_Loss_CategoricalCrossentropy:
+    """Softmax and cross-entropy in one: forward takes the labels (a loss, not a layer)."""
+
+    def forward(self, inputs, y_true):
+        exp_values = np.exp(inputs - np.max(inputs, axis=1, keepdims=True))
+        self.output = exp_values / np.sum(exp_values, axis=1, keepdims=True)
+        return -np.mean(np.log(self.output[range(len(inputs)), y_true]))
+
+    def backward(self, dvalues, y_true):
+        self.dinputs = dvalues.copy()
+        self.dinputs[range(len(dvalues)), y_true] -= 1
+        self.dinputs = self.dinputs / len(dvalues)

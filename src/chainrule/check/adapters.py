@@ -19,7 +19,7 @@ import numpy as np
 from chainrule.check.calls import UserCodeError, call_user
 from chainrule.check.wrapped import WrappedLayer, copy_of, split_output
 
-__all__ = ["ConventionError", "as_layer", "backward_arguments"]
+__all__ = ["ConventionError", "as_layer", "backward_arguments", "required_positional"]
 
 FORWARD_NAMES = ("forward", "forwards", "forward_pass", "fprop", "__call__")
 BACKWARD_NAMES = ("backward", "backwards", "backprop", "back", "backward_pass", "bprop")
@@ -39,7 +39,7 @@ class ConventionError(ValueError):
     """chainrule cannot tell how to call a user's layer; the message says what it found."""
 
 
-def _required_positional(function: Callable) -> list[str]:
+def required_positional(function: Callable) -> list[str]:
     try:
         signature = inspect.signature(function)
     except (TypeError, ValueError):
@@ -52,7 +52,7 @@ def _required_positional(function: Callable) -> list[str]:
 def backward_arguments(backward: Callable, label: str) -> str:
     """``"grad"``, ``"input"``, ``"rate"`` or ``"cache"``: what ``backward`` takes after the
     gradient (``cache``: what ``forward`` returned after its output, ``out, cache``)."""
-    names = _required_positional(backward)
+    names = required_positional(backward)
     if len(names) <= 1:
         return "grad"
     if len(names) == 2:

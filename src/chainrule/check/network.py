@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from chainrule.check.adapters import ConventionError, as_layer
+from chainrule.check.adapters import ConventionError, as_layer, required_positional
 from chainrule.check.diagnosis import diagnose_gradient
 from chainrule.check.kinks import straddling_rows
 from chainrule.check.layercheck import (
@@ -312,6 +312,7 @@ def _network(model: Sequential | Sequence[object], X: np.ndarray, layout: str,
             raise TypeError(f"layer {index} is the class {layer.__name__}; pass an instance: "
                             f"{layer.__name__}(...)")
         if not isinstance(layer, layers.Layer):
+            _refuse_a_loss(layer, index)
             try:
                 layer = as_layer(layer, x.T if layout == "columns" else x, layout, per_sample)
             except ConventionError as error:
@@ -319,6 +320,22 @@ def _network(model: Sequential | Sequence[object], X: np.ndarray, layout: str,
         adapted.append(copy.deepcopy(layer))  # the user's layers are never run
         x = as_float64(f"layer {index} ({_name(layer)}) output", adapted[-1].forward(x))
     return Sequential._of_any(adapted)
+
+
+_LABEL_NAMES = {"y", "y_true", "ytrue", "y_train", "target", "targets", "label", "labels", "t",
+                "truth", "expected", "desired"}
+
+
+def _refuse_a_loss(layer: object, index: int) -> None:
+    """A user's loss in the list of layers (``forward(inputs, y_true)``) gets one line."""
+    forward = getattr(layer, "forward", None)
+    arguments = required_positional(forward) if callable(forward) else []
+    if len(arguments) >= 2 and arguments[1].lower() in _LABEL_NAMES:
+        raise ValueError(
+            f"layer {index} ({type(layer).__name__}) takes {', '.join(arguments)} in forward: "
+            "a loss, not a layer. Leave it out of the list and pass chainrule's loss on the "
+            "last layer's output: cr.SoftmaxCrossEntropy() for logits (softmax and "
+            "cross-entropy in one), cr.CrossEntropy() for probabilities")
 
 
 def _name(layer: object) -> str:
