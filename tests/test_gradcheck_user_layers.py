@@ -209,3 +209,5 @@ def test_sequential_points_users_layers_to_gradcheck():
     with pytest.raises(TypeError, match=r"the class Dense, not a chainrule layer; pass an "
                                         r"instance: Dense\(\.\.\.\)$"):
         cr.Sequential(cr.Dense)
+    layers = [cr.Dense(2, 3, seed=0), cr.ReLU()]
+    assert cr.Sequential(layer for layer in layers).layers == layers  # one generator, as before

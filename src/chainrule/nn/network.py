@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,7 +43,8 @@ class Sequential:
     """
 
     def __init__(self, *layers: Layer | Sequence[Layer]) -> None:
-        if len(layers) == 1 and isinstance(layers[0], list | tuple):
+        if len(layers) == 1 and isinstance(layers[0], Iterable) and not isinstance(
+                layers[0], Layer):  # one list (or generator) of layers
             layers = tuple(layers[0])
         if not layers:
             raise ValueError("Sequential: needs at least one layer")
