@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import chainrule as cr
 from chainrule.check.adapters import ConventionError
 from chainrule.check.calls import UserCodeError
+from chainrule.testing import assert_network_correct
 from user_code import attribute_style, book_style, column_style, per_sample
 
 
@@ -128,6 +129,15 @@ def test_a_wrong_layer_of_the_users_is_named_with_its_mistake(layers, loss, fail
     diagnosed = [item.identifier for row in report.failed_rows for item in row.diagnosis]
     assert identifier in diagnosed
     assert not cr.gradcheck(layers, loss, X, y, fast=True).passed
+
+
+def test_the_pytest_assertion_names_the_layer_and_the_mistake():
+    X, y = _data()
+    assert_network_correct(_book_network([4, 5, 3]), cr.SoftmaxCrossEntropy(), X, y)
+    with pytest.raises(AssertionError, match=r"FAILED: layer 1 \(Activation_Softmax_Shortcut\)"
+                                             r" input gradient.*fused_shortcut"):
+        assert_network_correct([book_style.Layer_Dense(4, 3),
+                                book_style.Activation_Softmax_Shortcut()], cr.CrossEntropy(), X, y)
 
 
 def test_column_layout_and_one_sample_at_a_time():

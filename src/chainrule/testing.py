@@ -17,9 +17,11 @@ import numpy as np
 from chainrule.check.functional_style import check_functions
 from chainrule.check.functions import check_jacobian
 from chainrule.check.layercheck import check_layer
+from chainrule.check.network import gradcheck
 from chainrule.check.report import Report
 
-__all__ = ["assert_functions_correct", "assert_jacobian_correct", "assert_layer_correct"]
+__all__ = ["assert_functions_correct", "assert_jacobian_correct", "assert_layer_correct",
+           "assert_network_correct"]
 
 
 def _require(report: Report) -> None:
@@ -48,3 +50,11 @@ def assert_functions_correct(forward_fn: Callable, backward_fn: Callable, *input
     """``check_functions(forward_fn, backward_fn, *inputs, **options)`` must pass."""
     __tracebackhide__ = True
     _require(check_functions(forward_fn, backward_fn, *inputs, **options))
+
+
+def assert_network_correct(model: object, loss: object, X: np.ndarray, y: np.ndarray,
+                           **options: object) -> None:
+    """``gradcheck(model, loss, X, y, **options)`` must pass: a ``Sequential``, or a list of
+    layers, your own among them (the message names the layer that is wrong)."""
+    __tracebackhide__ = True
+    _require(gradcheck(model, loss, X, y, **options))
