@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import itertools
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -221,3 +224,12 @@ def test_sequential_points_users_layers_to_gradcheck():
         cr.Sequential(cr.Dense)
     layers = [cr.Dense(2, 3, seed=0), cr.ReLU()]
     assert cr.Sequential(layer for layer in layers).layers == layers  # one generator, as before
+
+
+def test_the_example_script_checks_a_network_of_its_own_layers():
+    script = Path(__file__).parents[1] / "examples" / "check_my_layer.py"
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         check=True)
+    assert "network with Activation_Softmax: failing layer 1\nFAILED: layer 1 (Activation_" \
+           "Softmax) input gradient, entry [2, 0]" in run.stdout
+    assert "network with Activation_Softmax_Fixed: failing layer None\nPASSED" in run.stdout
