@@ -131,6 +131,18 @@ def test_rowwise_refuses_functions_that_mix_rows(rng):
         rowwise_jacobian(centre, rng.normal(size=(4, 3)))
 
 
+def test_rowwise_names_a_random_function_as_random(rng):
+    """A dropout mask drawn per call used to be reported as mixing the rows of the batch."""
+    draw = np.random.default_rng(0)
+
+    def dropout(batch):
+        return batch * (draw.random(batch.shape) < 0.5) / 0.5
+
+    with pytest.raises(ValueError, match=r"^dropout gives a different output each time for "
+                                         r"the same input \(random, like a dropout mask\)"):
+        rowwise_jacobian(dropout, rng.normal(size=(4, 3)), name="dropout")
+
+
 def test_numerical_refuses_non_finite_input_and_bad_eps():
     with pytest.raises(ValueError, match=r"non-finite values: nan at \[1\]"):
         numerical_gradient(lambda v: float(v.sum()), np.array([1.0, np.nan]))

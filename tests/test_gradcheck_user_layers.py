@@ -20,6 +20,17 @@ from chainrule.testing import assert_network_correct
 from user_code import attribute_style, book_style, column_style, per_sample
 
 
+class Dropout:
+    """A mask drawn on every forward, as in training."""
+
+    def forward(self, inputs):
+        self.mask = np.random.default_rng().random(inputs.shape) < 0.5
+        return inputs * self.mask / 0.5
+
+    def backward(self, dvalues):
+        return dvalues * self.mask / 0.5
+
+
 def _data(n_in: int = 4, n_classes: int = 3, batch: int = 8, seed: int = 0):
     rng = np.random.default_rng(seed)
     return rng.standard_normal((batch, n_in)), np.arange(batch) % n_classes
@@ -210,6 +221,9 @@ def test_what_cannot_be_checked_is_named_by_position():
         cr.gradcheck([book_style.Layer_Dense(4, 3),
                       book_style.Activation_Softmax_Loss_CategoricalCrossentropy()],
                      cr.SoftmaxCrossEntropy(), X, y)
+    with pytest.raises(ValueError, match=r"^layer 1 \(Dropout\)\.forward gives a different "
+                                         r"output each time for the same input"):
+        cr.gradcheck([book_style.Layer_Dense(4, 3), Dropout()], cr.SoftmaxCrossEntropy(), X, y)
     with pytest.raises(UserCodeError, match=r"Crashes\.backward raised AttributeError"):
         cr.gradcheck([attribute_style.Crashes(4, 3)], cr.SoftmaxCrossEntropy(), X, y)
 

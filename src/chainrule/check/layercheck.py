@@ -137,7 +137,7 @@ def layer_rows(layer: object, x: np.ndarray, grad_out: np.ndarray, label: str,
     grad_in = as_float64(f"{label} backward", layer.backward(grad_out))
     stored = {name: _gradient_or_problem(layer, name, label) for name in layer.params}
     try:
-        jacobian = rowwise_jacobian(layer.forward, x, eps)
+        jacobian = rowwise_jacobian(layer.forward, x, eps, f"{label}.forward")
     except UserCodeError:  # the stacked batch has a shape the code cannot take
         jacobian = _jacobian_at_shape(layer.forward, x, y.shape[1], eps)
     jacobian_row = _returned_jacobian_row(layer, x, y, grad_in, jacobian, label, index, atol,

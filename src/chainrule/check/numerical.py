@@ -98,19 +98,21 @@ def numerical_jacobian(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
 
 
 def rowwise_jacobian(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
-                     eps: float | None = None) -> np.ndarray:
+                     eps: float | None = None, name: str = "f") -> np.ndarray:
     """Per-row Jacobians ``(B, m, n)`` of a row-wise ``f: (B, n) -> (B, m)`` at ``x``.
 
     Feature ``j`` of every row is moved by ``±h`` at once; the ``2n`` perturbed copies of
     the batch (plus the unperturbed one; with its first row alone, this verifies that ``f``
     really treats rows independently) are stacked into calls of at most ~4M elements.
+    ``f`` must give the same output twice for the same input (no random mask); ``name``
+    is how errors call it.
     """
     x = as_float64("x", x)
     batch, width = x.shape
     steps = steps_for(x, eps)
-    centre = as_float64("f(x)", f(x))
+    centre = as_float64(f"{name}(x)", f(x))
     if centre.ndim != 2 or len(centre) != batch:
-        raise ValueError(f"a row-wise f must map (B, n) to (B, m); got {x.shape} -> "
+        raise ValueError(f"a row-wise {name} must map (B, n) to (B, m); got {x.shape} -> "
                          f"{centre.shape}")
     jacobian = np.empty((batch, centre.shape[1], width))
     per_column = 2 * batch * max(width, centre.shape[1])
@@ -127,18 +129,33 @@ def rowwise_jacobian(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
             flat = np.concatenate([x, flat])
         out = np.asarray(f(flat), dtype=np.float64)
         if begin == 0:
-            _require_rowwise(centre, out[:batch], np.asarray(f(x[:1]), dtype=np.float64))
+            first_row = np.asarray(f(x[:1]), dtype=np.float64)
+            if not (_same(centre, out[:batch]) and _same(centre[:1], first_row)):
+                raise _not_rowwise(name, random=not _same(
+                    centre, np.asarray(f(x), dtype=np.float64)))
             out = out[batch:]
         out = out.reshape(2, len(columns), batch, -1)
         jacobian[:, :, columns] = ((out[0] - out[1]) / denominator[..., None]).transpose(1, 2, 0)
     return jacobian
 
 
-def _require_rowwise(alone: np.ndarray, stacked: np.ndarray, first_row: np.ndarray) -> None:
-    """The batch's rows must come out the same stacked with others and the first one alone."""
-    scale = 1e-12 * max(1.0, float(np.abs(alone).max()))
-    if not (np.allclose(alone, stacked, rtol=1e-12, atol=scale)
-            and np.allclose(alone[:1], first_row, rtol=1e-12, atol=scale)):
-        raise ValueError("f gives different results for the same rows when other rows are "
-                         "stacked with them: it mixes rows of the batch (e.g. batch "
-                         "statistics), so it cannot be checked row by row")
+def _same(first: np.ndarray, second: np.ndarray) -> bool:
+    """Equal up to the rounding of a different batching of the same rows (a row ``(m,)``
+    for a batch of one ``(1, m)`` included)."""
+    scale = 1e-12 * max(1.0, float(np.abs(first).max(initial=0.0)))
+    try:
+        return bool(np.allclose(first, second, rtol=1e-12, atol=scale))
+    except ValueError:  # shapes that do not broadcast
+        return False
+
+
+def _not_rowwise(name: str, random: bool) -> ValueError:
+    """Why the rows of the batch did not come out the same stacked with others, or alone."""
+    if random:
+        return ValueError(f"{name} gives a different output each time for the same input "
+                          "(random, like a dropout mask), so no derivative can be measured: "
+                          "check it with the randomness fixed (the same mask every call, a "
+                          "seed set inside it, or its evaluation mode)")
+    return ValueError(f"{name} gives different results for the same rows when other rows are "
+                      "stacked with them: it mixes rows of the batch (e.g. batch statistics), "
+                      "so it cannot be checked row by row")
