@@ -238,6 +238,9 @@ def test_sequential_points_users_layers_to_gradcheck():
         cr.Sequential(cr.Dense)
     layers = [cr.Dense(2, 3, seed=0), cr.ReLU()]
     assert cr.Sequential(layer for layer in layers).layers == layers  # one generator, as before
+    with pytest.raises(TypeError, match=r"^Sequential: layer 0 is 'relu', not a chainrule "
+                                        r"layer$"):
+        cr.Sequential("relu")  # not taken letter by letter
 
 
 def test_the_example_script_checks_a_network_of_its_own_layers():

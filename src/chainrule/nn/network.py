@@ -44,7 +44,7 @@ class Sequential:
 
     def __init__(self, *layers: Layer | Sequence[Layer]) -> None:
         if len(layers) == 1 and isinstance(layers[0], Iterable) and not isinstance(
-                layers[0], Layer):  # one list (or generator) of layers
+                layers[0], Layer | str):  # one list (or generator) of layers
             layers = tuple(layers[0])
         if not layers:
             raise ValueError("Sequential: needs at least one layer")
