@@ -6,8 +6,10 @@ import numpy as np
 
 import chainrule as cr
 from chainrule import experiment
-from chainrule.check.kinks import straddling_rows
+from chainrule.check.adapters import as_layer
+from chainrule.check.kinks import kinked_rows, straddling_rows
 from chainrule.check.numerical import STEP
+from user_code import attribute_style, book_style
 
 
 def test_straddling_rows_are_those_with_a_relu_input_within_one_step_of_zero():
@@ -43,3 +45,37 @@ def test_a_wrong_relu_backward_still_fails_with_kinks_left_out(rng):
     assert not report.passed
     assert report.failing_layer == 1
     assert any("1 of 64 samples left out" in note for note in report.notes)
+
+
+def test_the_users_kinked_layers_are_found_by_their_one_sided_slopes():
+    x = np.array([[0.0, 1.0], [0.9 * STEP, -2.0], [1.1 * STEP, 3.0], [-1.0, -0.5 * STEP]])
+    for user_layer, expected in [(book_style.Activation_ReLU(), [1, 1, 0, 1]),
+                                 (attribute_style.Tanh(), [0, 0, 0, 0]),  # smooth at 0
+                                 (attribute_style.Sigmoid(), [0, 0, 0, 0])]:
+        layer = as_layer(user_layer, x)
+        output = layer.forward(x)
+        cached = layer._x
+        rows, names = kinked_rows([layer], [x, output], None)
+        np.testing.assert_array_equal(rows, expected)
+        assert names == ([type(user_layer).__name__] if any(expected) else [])
+        assert layer._x is cached  # probed on a copy: the cache backward needs is untouched
+
+
+def test_a_users_relu_network_passes_with_a_straddling_row_left_out(rng):
+    """A correct network of the user's layers failed when a hidden input lay within one step
+    of ReLU's kink; chainrule's own ReLU rows were already left out."""
+    X = rng.standard_normal((64, 3))
+    X[5] = 0.0  # with zero biases, every hidden input of this sample is exactly 0
+    layers = [book_style.Layer_Dense(3, 4), book_style.Activation_ReLU(),
+              book_style.Layer_Dense(4, 2)]
+    layers[0].biases[...] = 0.0
+    y = rng.integers(0, 2, 64)
+    report = cr.gradcheck(layers, cr.SoftmaxCrossEntropy(), X, y)
+    assert report.passed, str(report)
+    assert ("1 of 64 samples left out: an input of Activation_ReLU within one finite-difference "
+            "step of a kink") in " ".join(report.notes)
+    # a wrong backward is still caught on the other rows
+    layers[1] = attribute_style.ReLUTimesOutput()
+    wrong = cr.gradcheck(layers, cr.SoftmaxCrossEntropy(), X, y)
+    assert not wrong.passed and wrong.failing_layer == 1
+

@@ -18,7 +18,7 @@ import numpy as np
 
 from chainrule.check.adapters import ConventionError, as_layer, required_positional
 from chainrule.check.diagnosis import diagnose_gradient
-from chainrule.check.kinks import straddling_rows
+from chainrule.check.kinks import kinked_rows, straddling_rows
 from chainrule.check.layercheck import (
     claimed_jacobian,
     layer_rows,
@@ -238,12 +238,20 @@ def gradcheck(model: Sequential | Sequence[object], loss: Loss, X: np.ndarray, y
     rng = np.random.default_rng(seed)
     activations = _forward_all(model, X)
     straddling = straddling_rows(model.layers, activations, eps)
-    if straddling.any() and not straddling.all():
-        X, y = X[~straddling], np.asarray(y)[~straddling]
+    kinked, kinked_layers = kinked_rows(model.layers, activations, eps)
+    if (straddling | kinked).any() and not (straddling | kinked).all():
+        if straddling.any():
+            notes.append(f"{int(straddling.sum())} of {len(straddling)} samples left out: a "
+                         "ReLU input within one finite-difference step of the kink at 0, where "
+                         "central differences are no derivative")
+        if (kinked & ~straddling).any():
+            notes.append(f"{int((kinked & ~straddling).sum())} of {len(kinked)} samples left "
+                         f"out: an input of {', '.join(kinked_layers)} within one "
+                         "finite-difference step of a kink (its one-sided slopes differ), where "
+                         "central differences are no derivative")
+        keep = ~(straddling | kinked)
+        X, y = X[keep], np.asarray(y)[keep]
         activations = _forward_all(model, X)
-        notes.append(f"{int(straddling.sum())} of {len(straddling)} samples left out: a ReLU "
-                     "input within one finite-difference step of the kink at 0, where central "
-                     "differences are no derivative")
     loss.forward(activations[-1], y)
     loss_grad = as_float64(f"{loss_name}.backward()", loss.backward())
     model.backward(loss_grad.copy())
