@@ -79,3 +79,19 @@ def test_a_users_relu_network_passes_with_a_straddling_row_left_out(rng):
     wrong = cr.gradcheck(layers, cr.SoftmaxCrossEntropy(), X, y)
     assert not wrong.passed and wrong.failing_layer == 1
 
+
+
+def test_check_layer_leaves_out_rows_at_a_kink_and_says_so():
+    """ReLU at an x holding 0 failed check_layer ('no classic mistake ... matches')."""
+    x = np.array([[0.0, 1.0], [0.5, -2.0], [0.3, 0.2]])
+    for layer in (cr.ReLU(), book_style.Activation_ReLU()):
+        report = cr.check_layer(layer, x)
+        assert report.passed, str(report)
+        assert report.notes[0].startswith(
+            f"1 of 3 rows of x left out: an input within one finite-difference step of a kink "
+            f"of {type(layer).__name__}")
+    wrong = cr.check_layer(attribute_style.LeakyReLU(), x)  # its backward negates: still caught
+    assert not wrong.passed
+    at_zero = cr.check_layer(cr.ReLU(), np.zeros((3, 2)))
+    assert not at_zero.passed
+    assert at_zero.notes[0].endswith("move x off it to check the layer")

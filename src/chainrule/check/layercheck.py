@@ -17,6 +17,7 @@ from chainrule.check.adapters import as_layer
 from chainrule.check.calls import UserCodeError
 from chainrule.check.contractions import parameter_contractions
 from chainrule.check.diagnosis import diagnose_gradient, diagnose_jacobian, identify_family, named
+from chainrule.check.kinks import kinked_rows
 from chainrule.check.numerical import as_float64, rowwise_jacobian, steps_for
 from chainrule.check.report import DEFAULT_ATOL, DEFAULT_RTOL, Diagnosis, Report, Row
 
@@ -324,6 +325,18 @@ def check_layer(layer: object, x: np.ndarray, grad_out: np.ndarray | None = None
         n_out = np.shape(copy.deepcopy(wrapped).forward(rows_x))[-1]
     if grad_out is not None:  # a wrong grad_out is the caller's error, at once
         grad_out = _upstream(grad_out, (len(rows_x), n_out), np.random.default_rng(seed))
+    kinked = _kinked(wrapped, rows_x, eps)
+    left_out = []
+    if kinked.all():
+        left_out.append(f"every row of x has an input within one finite-difference step of a "
+                        f"kink of {label} (its one-sided slopes differ), where central "
+                        "differences are no derivative: move x off it to check the layer")
+    elif kinked.any():
+        rows_x = rows_x[~kinked]
+        grad_out = None if grad_out is None else grad_out[~kinked]
+        left_out.append(f"{int(kinked.sum())} of {len(kinked)} rows of x left out: an input "
+                        f"within one finite-difference step of a kink of {label} (its "
+                        "one-sided slopes differ), where central differences are no derivative")
     sizes = list(batch_sizes) if batch_sizes is not None else (
         [len(rows_x)] if per_sample else _batch_sizes(len(rows_x), rows_x.shape[1], n_out))
     outcomes: dict[int, Outcome] = {}
@@ -339,6 +352,7 @@ def check_layer(layer: object, x: np.ndarray, grad_out: np.ndarray | None = None
         raise outcomes[sizes[0]]
     rows, notes = _combine(outcomes, sizes, label, _keepdims_suspect(
         outcomes, {rows_x.shape[1], n_out}))
+    notes[:0] = left_out
     if layout == "columns":
         for row in rows:
             if row.analytic.ndim == 2 and row.name.endswith("input gradient"):
@@ -350,6 +364,16 @@ def check_layer(layer: object, x: np.ndarray, grad_out: np.ndarray | None = None
     shown = repr(layer) if type(layer).__repr__ is not object.__repr__ else label
     return Report(f"check_layer: {shown} at x {x.shape}", rows,
                   cause=failed[0].name if failed else None, notes=notes)
+
+
+def _kinked(wrapped: object, x: np.ndarray, eps: float | None) -> np.ndarray:
+    """``(B,)``: the rows of ``x`` at which central differences straddle a kink of the layer
+    (see :func:`~chainrule.check.kinks.kinked_rows`); none if it cannot run on them."""
+    try:
+        output = copy.deepcopy(wrapped).forward(x)
+    except (UserCodeError, ValueError):  # the checks at each batch size will say why
+        return np.zeros(len(x), dtype=bool)
+    return kinked_rows([wrapped], [x, np.asarray(output)], eps)[0]
 
 
 def _combine(outcomes: dict[int, Outcome], sizes: list[int], label: str,
