@@ -122,3 +122,28 @@ def test_an_interrupted_plot_leaves_the_previous_file(tmp_path: Path, capsys,
     assert main(command) == 0
     assert path.read_text().rstrip().endswith("</svg>")  # the whole new plot
     assert "the previous plot" not in path.read_text()
+
+
+def test_a_format_matplotlib_cannot_write_here_is_one_line(tmp_path: Path, capsys,
+                                                           monkeypatch) -> None:
+    """.pgf needs LaTeX: without it `train --plot x.pgf` trained, then ended in a traceback."""
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert main(["train", "--epochs", "1", "--quiet", "--plot", str(tmp_path / "x.pgf")]) == 2
+    captured = capsys.readouterr()
+    assert "cannot save the plot to" in captured.err and "x.pgf" in captured.err
+    assert "the name must end in one of" in captured.err and ".pgf" not in captured.err.split(
+        "one of")[1]
+    assert "test accuracy" not in captured.out  # refused before training
+
+    from matplotlib.figure import Figure
+
+    def refuse(self, *args, **kwargs):
+        raise RuntimeError("the writer is missing")
+
+    monkeypatch.setattr(Figure, "savefig", refuse)
+    with pytest.raises(ValueError, match=r"cannot save the plot to '.*h\.png': matplotlib cannot "
+                                         r"write \.png here \(the writer is missing\)"):
+        plots.plot_history(_history(), tmp_path / "h.png")
+    assert not (tmp_path / "h.png").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -45,10 +46,13 @@ def check_plot_path(path: str | os.PathLike) -> Path:
     """``path`` as a ``Path`` if a plot can be written there: a known image suffix (.png,
     .svg, .pdf...) and an existing folder (a typo is an error, not a new folder)."""
     require_matplotlib()
+    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     path = Path(path)
-    supported = FigureCanvasAgg.get_supported_filetypes()
+    supported = dict(FigureCanvasAgg.get_supported_filetypes())
+    if shutil.which(matplotlib.rcParams["pgf.texsystem"]) is None:
+        supported.pop("pgf", None)  # matplotlib writes .pgf through LaTeX
     if path.suffix.lower().lstrip(".") not in supported:
         raise ValueError(f"cannot save the plot to {str(path)!r}: the name must end in one of "
                          f"{', '.join('.' + kind for kind in sorted(supported))}")
@@ -74,8 +78,12 @@ def save_figure(figure: Figure, path: str | os.PathLike, dpi: int = 120) -> Path
     """Write ``figure`` to ``path`` (checked by ``check_plot_path``), atomically: an
     interrupted save leaves the previous file. Returns the path."""
     path = check_plot_path(path)
-    image = io.BytesIO()
-    figure.savefig(image, format=path.suffix.lower().lstrip("."), dpi=dpi)
+    image, kind = io.BytesIO(), path.suffix.lower().lstrip(".")
+    try:
+        figure.savefig(image, format=kind, dpi=dpi)
+    except (RuntimeError, OSError) as error:  # e.g. .pgf without a LaTeX installed
+        raise ValueError(f"cannot save the plot to {str(path)!r}: matplotlib cannot write "
+                         f".{kind} here ({error}); try .png, .svg or .pdf") from None
     write_bytes_atomically(path, image.getvalue())
     return path
 
