@@ -294,7 +294,8 @@ def check_layer(layer: object, x: np.ndarray, grad_out: np.ndarray | None = None
     ``batch_sizes`` to choose): a failure only at some of them is reported for those.
     ``layout="columns"``: ``x``, outputs and gradients are ``(features, B)``;
     ``per_sample=True``: the code takes one sample at a time, ``(features,)`` (a column
-    ``(features, 1)`` with ``layout="columns"``). The layer is
+    ``(features, 1)`` with ``layout="columns"``). Rows of ``x`` with an input within one
+    step of a kink of the layer (ReLU's at 0) are left out, with a note. The layer is
     copied (float64), never modified; an exception in it raises
     :class:`~chainrule.check.calls.UserCodeError` (if it raises at every batch size).
 
