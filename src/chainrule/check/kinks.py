@@ -21,7 +21,7 @@ from chainrule.check.numerical import steps_for
 from chainrule.check.wrapped import WrappedLayer
 from chainrule.nn.layers import ReLU
 
-__all__ = ["kinked_rows", "straddling_rows"]
+__all__ = ["kinked_at", "kinked_rows", "straddling_rows"]
 
 
 def straddling_rows(layers: Sequence[object], inputs: Sequence[np.ndarray],
@@ -41,35 +41,41 @@ def straddling_rows(layers: Sequence[object], inputs: Sequence[np.ndarray],
 def kinked_rows(layers: Sequence[object], inputs: Sequence[np.ndarray],
                 eps: float | None) -> tuple[np.ndarray, list[str]]:
     """``(B,)`` booleans, and the layers' names: the rows in which one of the user's
-    shape-keeping layers (a ``WrappedLayer``) has an input entry within one step of 0 where
-    its one-sided slopes differ, a kink (ReLU's, leaky ReLU's, ``abs``'s) that central
-    differences would straddle. Smooth layers' slopes differ there by ``O(h)`` only.
-
-    ``inputs[k]`` is the ``(B, n)`` input of ``layers[k]`` and ``inputs[k + 1]`` its output.
-    The layers are probed on copies, so their caches stay those of the last forward.
-    """
+    shape-keeping layers (a ``WrappedLayer``) has a kink within one step of an input
+    (:func:`kinked_at`). ``inputs[k]`` is the ``(B, n)`` input of ``layers[k]`` and
+    ``inputs[k + 1]`` its output."""
     rows, names = np.zeros(len(inputs[0]), dtype=bool), []
     for layer, x, y in zip(layers, inputs, inputs[1:], strict=False):
-        if not isinstance(layer, WrappedLayer) or x.shape != y.shape:
-            continue
-        steps = steps_for(x, eps)
-        near = np.abs(x) <= steps
-        candidates = np.flatnonzero(near.any(axis=1))
-        if not candidates.size:
-            continue
-        move = np.where(near[candidates], steps[candidates], 0.0)
-        probe = copy.deepcopy(layer)
-        try:
-            down, centre, up = (np.asarray(probe.forward(x[candidates] + sign * move),
-                                           dtype=np.float64) for sign in (-1.0, 0.0, 1.0))
-        except (UserCodeError, ValueError):  # cannot run on these rows alone: not probed
-            continue
-        if centre.shape != move.shape:
-            continue
-        rise, fall = up - centre, centre - down  # over the same step on each side
-        jump = np.abs(rise - fall) > 1e-3 * (np.abs(rise) + np.abs(fall)) + 1e-300
-        kinked = np.any(jump & near[candidates], axis=1)
-        if kinked.any():
-            rows[candidates[kinked]] = True
-            names.append(layer.label)
+        if isinstance(layer, WrappedLayer) and x.shape == y.shape:
+            kinked = kinked_at(layer, x, eps)
+            if kinked.any():
+                rows |= kinked
+                names.append(layer.label)
     return rows, names
+
+
+def kinked_at(layer: object, x: np.ndarray, eps: float | None) -> np.ndarray:
+    """``(B,)`` booleans: the rows of ``x`` with an entry within one step of 0 where the
+    shape-keeping ``layer``'s one-sided slopes differ, a kink (ReLU's, leaky ReLU's,
+    ``abs``'s) that central differences would straddle. Smooth layers' slopes differ there by
+    ``O(h)`` only. The layer is probed on a copy, so its cache stays that of its last forward;
+    a layer that cannot run on those rows alone, or changes their shape, has none."""
+    rows = np.zeros(len(x), dtype=bool)
+    steps = steps_for(x, eps)
+    near = np.abs(x) <= steps
+    candidates = np.flatnonzero(near.any(axis=1))
+    if not candidates.size:
+        return rows
+    move = np.where(near[candidates], steps[candidates], 0.0)
+    probe = copy.deepcopy(layer)
+    try:
+        down, centre, up = (np.asarray(probe.forward(x[candidates] + sign * move),
+                                       dtype=np.float64) for sign in (-1.0, 0.0, 1.0))
+    except (UserCodeError, ValueError):
+        return rows
+    if centre.shape != move.shape:
+        return rows
+    rise, fall = up - centre, centre - down  # over the same step on each side
+    jump = np.abs(rise - fall) > 1e-3 * (np.abs(rise) + np.abs(fall)) + 1e-300
+    rows[candidates[np.any(jump & near[candidates], axis=1)]] = True
+    return rows

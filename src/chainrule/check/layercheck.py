@@ -17,7 +17,7 @@ from chainrule.check.adapters import as_layer
 from chainrule.check.calls import UserCodeError
 from chainrule.check.contractions import parameter_contractions
 from chainrule.check.diagnosis import diagnose_gradient, diagnose_jacobian, identify_family, named
-from chainrule.check.kinks import kinked_rows
+from chainrule.check.kinks import kinked_at
 from chainrule.check.numerical import as_float64, rowwise_jacobian, steps_for
 from chainrule.check.report import DEFAULT_ATOL, DEFAULT_RTOL, Diagnosis, Report, Row
 
@@ -326,7 +326,8 @@ def check_layer(layer: object, x: np.ndarray, grad_out: np.ndarray | None = None
         n_out = np.shape(copy.deepcopy(wrapped).forward(rows_x))[-1]
     if grad_out is not None:  # a wrong grad_out is the caller's error, at once
         grad_out = _upstream(grad_out, (len(rows_x), n_out), np.random.default_rng(seed))
-    kinked = _kinked(wrapped, rows_x, eps)
+    kinked = (kinked_at(wrapped, rows_x, eps) if n_out == rows_x.shape[1]
+              else np.zeros(len(rows_x), dtype=bool))
     left_out = []
     if kinked.all():
         left_out.append(f"every row of x has an input within one finite-difference step of a "
@@ -365,16 +366,6 @@ def check_layer(layer: object, x: np.ndarray, grad_out: np.ndarray | None = None
     shown = repr(layer) if type(layer).__repr__ is not object.__repr__ else label
     return Report(f"check_layer: {shown} at x {x.shape}", rows,
                   cause=failed[0].name if failed else None, notes=notes)
-
-
-def _kinked(wrapped: object, x: np.ndarray, eps: float | None) -> np.ndarray:
-    """``(B,)``: the rows of ``x`` at which central differences straddle a kink of the layer
-    (see :func:`~chainrule.check.kinks.kinked_rows`); none if it cannot run on them."""
-    try:
-        output = copy.deepcopy(wrapped).forward(x)
-    except (UserCodeError, ValueError):  # the checks at each batch size will say why
-        return np.zeros(len(x), dtype=bool)
-    return kinked_rows([wrapped], [x, np.asarray(output)], eps)[0]
 
 
 def _combine(outcomes: dict[int, Outcome], sizes: list[int], label: str,
