@@ -9,6 +9,7 @@ output column ``j`` (verified, see :func:`_column_aligned_contractions`).
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -124,6 +125,18 @@ def _gradient_or_problem(layer: object, name: str, label: str) -> tuple[np.ndarr
     return as_float64(f"{label} grads[{name!r}]", value), ""
 
 
+def in_parameter_shape(gradient: np.ndarray, shape: tuple[int, ...],
+                       name: str) -> tuple[np.ndarray, str]:
+    """``(gradient, "")`` in the parameter's ``shape`` (one of the same size in another shape,
+    e.g. ``db`` (1, n) kept for ``b`` (n,), reshaped), or ``(gradient, why it does not fit)``."""
+    if gradient.shape == shape:
+        return gradient, ""
+    if gradient.size == math.prod(shape):
+        return gradient.reshape(shape), ""
+    return gradient, (f"the stored gradient of {name} has shape {gradient.shape}, the "
+                      f"parameter {shape}")
+
+
 def layer_rows(layer: object, x: np.ndarray, grad_out: np.ndarray, label: str,
                index: int | None, extra_upstream: np.ndarray | None, sample: int | None,
                rng: np.random.Generator, atol: float, rtol: float,
@@ -171,12 +184,8 @@ def layer_rows(layer: object, x: np.ndarray, grad_out: np.ndarray, label: str,
         positions = None if len(entries) == param.size else np.stack(
             np.unravel_index(entries, param.shape), axis=1)
         gradient, problem = stored[name]
-        if gradient is not None and gradient.shape != param.shape and (
-                gradient.size == param.size):
-            gradient = gradient.reshape(param.shape)  # e.g. db (1, n) kept for b (n,)
-        if gradient is not None and gradient.shape != param.shape:
-            problem = (f"the stored gradient of {name} has shape {gradient.shape}, the "
-                       f"parameter {param.shape}")
+        if gradient is not None:
+            gradient, problem = in_parameter_shape(gradient, param.shape, name)
         full = gradient if not problem else np.zeros(param.shape)
         shaped = _shaper(param.shape, positions is None)
         param_direction = random_direction(rng, param.shape)

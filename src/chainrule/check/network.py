@@ -21,6 +21,7 @@ from chainrule.check.diagnosis import diagnose_gradient
 from chainrule.check.kinks import kinked_rows, straddling_rows
 from chainrule.check.layercheck import (
     claimed_jacobian,
+    in_parameter_shape,
     layer_rows,
     probe,
     random_direction,
@@ -279,18 +280,15 @@ def gradcheck(model: Sequential | Sequence[object], loss: Loss, X: np.ndarray, y
         for name, (entries, positions, numeric) in extra.items():
             shape = layer.params[name].shape
             stored = network_grads[f"{index}.{name}"]
-            full = (np.zeros(shape) if stored is None or stored.size != np.prod(shape)
-                    else stored.reshape(shape))  # (1, n) kept for (n,): as check_layer does
-            problem = None if stored is not None and stored.size == np.prod(shape) else (
-                f"backward did not store the gradient of {name}" if stored is None else
-                f"the stored gradient of {name} has shape {stored.shape}, the parameter "
-                f"{shape}")
+            stored, problem = ((None, f"backward did not store the gradient of {name}")
+                               if stored is None else in_parameter_shape(stored, shape, name))
+            full = np.zeros(shape) if problem else stored
             claimed = full if positions is None else full.reshape(-1)[entries]
             direction = random_direction(rng, shape)
             row = Row(f"network ∂L/∂{index}.{name}", claimed, numeric, atol, rtol, index,
                       positions, probe=probe(
                           _loss_along(model, loss, X, y, layer.params[name], direction),
-                          np.sum(full * direction)), problem=problem)
+                          np.sum(full * direction)), problem=problem or None)
             if not row.passed:
                 row.diagnosis = diagnose_gradient(claimed, numeric, len(X))
             rows.append(row)
