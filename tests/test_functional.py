@@ -85,6 +85,21 @@ def test_sigmoid_extremes():
                                rtol=1e-12, atol=1e-300)
 
 
+@pytest.mark.parametrize("dtype, lowest", [(np.float64, -708.0), (np.float32, -87.0)])
+@given(z=st.floats(-800, 100))
+def test_sigmoid_is_accurate_to_a_few_ulps_relative(dtype, lowest, z):
+    """``(1 + tanh(z/2)) / 2`` lost a small σ's digits: σ(-21) in float32 was 0, and 0 from
+    z = -38 in float64; float32 σ(-10) was off by 2e-4 relative."""
+    z = dtype(z)
+    exact = np.exp(np.longdouble(z)) / (1 + np.exp(np.longdouble(z)))
+    got = cr.sigmoid(np.array([z]))[0]
+    assert got.dtype == dtype
+    if z < lowest:  # below the smallest normal number: rounds to it, or to 0
+        assert 0 <= got <= 2 * np.finfo(dtype).smallest_normal
+    else:
+        assert abs(np.longdouble(got) - exact) <= 4 * np.finfo(dtype).eps * exact
+
+
 @given(logit_batches(), st.floats(-100, 100))
 def test_softmax_rows_sum_to_one_and_shift_invariant(z, shift):
     a = cr.softmax(z)
