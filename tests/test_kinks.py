@@ -1,13 +1,17 @@
-"""Central differences straddling ReLU's kink: such samples are left out, not failed."""
+"""Central differences straddling a kink (ReLU's at 0, the user's anywhere): such samples are
+left out, not failed."""
 
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 import chainrule as cr
 from chainrule import experiment
 from chainrule.check.adapters import as_layer
-from chainrule.check.kinks import kinked_rows, straddling_rows
+from chainrule.check.kinks import kinked_at, kinked_rows, straddling_rows
 from chainrule.check.numerical import STEP
 from user_code import attribute_style, book_style
 
@@ -95,3 +99,45 @@ def test_check_layer_leaves_out_rows_at_a_kink_and_says_so():
     at_zero = cr.check_layer(cr.ReLU(), np.zeros((3, 2)))
     assert not at_zero.passed
     assert at_zero.notes[0].endswith("move x off it to check the layer")
+
+
+def test_the_users_kinks_away_from_zero_are_found_too():
+    """ReLU6's kink at 6 and hard tanh's at ±1 failed check_layer: only inputs near 0 were
+    probed."""
+    x = np.array([[6.0, 1.0], [0.5, 2.0], [3.0, 6.0 + 0.5 * STEP * 6], [7.0, -1.0]])
+    np.testing.assert_array_equal(kinked_at(as_layer(attribute_style.ReLU6(), x), x, None),
+                                  [1, 0, 1, 0])
+    np.testing.assert_array_equal(kinked_at(as_layer(attribute_style.HardTanh(), x), x, None),
+                                  [1, 0, 0, 1])
+    report = cr.check_layer(attribute_style.ReLU6(), x)
+    assert report.passed, str(report)
+    assert report.notes[0].startswith("2 of 4 rows of x left out: an input within one "
+                                      "finite-difference step of a kink of ReLU6")
+    wrong = cr.check_layer(attribute_style.ReLU6ForgetsTheTop(), x)  # row 3 holds 7.0
+    assert not wrong.passed
+
+
+def test_a_users_hard_tanh_network_passes_with_the_rows_at_its_kinks_left_out(rng):
+    X = rng.standard_normal((64, 3))
+    layers = [cr.Dense(3, 3, seed=0), attribute_style.HardTanh(), cr.Dense(3, 2, seed=1)]
+    W, b = layers[0].params["W"], layers[0].params["b"]
+    X[7] = np.linalg.solve(W.T, 1.0 - b)
+    assert np.allclose(layers[0].forward(X[7:8]), 1.0)  # every hidden input at the kink at 1
+    report = cr.gradcheck(layers, cr.SoftmaxCrossEntropy(), X, rng.integers(0, 2, 64))
+    assert report.passed, str(report)
+    assert any(note.startswith("1 of 64 samples left out: an input of HardTanh")
+               for note in report.notes)
+
+
+smooth_layers = [cr.Tanh(), cr.Sigmoid(), cr.Softmax(), cr.LogSoftmax(), cr.Dense(5, 5, seed=3),
+                 attribute_style.Sigmoid()]
+
+
+@settings(max_examples=60, deadline=None)
+@given(x=arrays(np.float64, (6, 5), elements=st.floats(-60, 60)),
+       eps=st.sampled_from([None, 1e-4, 1e-6]))
+def test_smooth_layers_have_no_kink_anywhere(x, eps):
+    """Probing every input must not take a smooth layer's rows away from the check: their
+    one-sided slopes agree to O(h), and saturated outputs differ by rounding only."""
+    for layer in smooth_layers:
+        assert not kinked_at(layer, x, eps).any(), type(layer).__name__

@@ -85,6 +85,35 @@ class LeakyReLU:
         self.dx = -np.where(self.mask, grad, self.slope * grad)
 
 
+class ReLU6:
+    """Kinks at 0 and at 6."""
+
+    def forward(self, x):
+        self.x = x
+        return np.clip(x, 0.0, 6.0)
+
+    def backward(self, dout):
+        return dout * ((self.x > 0) & (self.x < 6))
+
+
+class ReLU6ForgetsTheTop(ReLU6):
+    """Passes gradients above 6 as if it were a plain ReLU."""
+
+    def backward(self, dout):
+        return dout * (self.x > 0)
+
+
+class HardTanh:
+    """Kinks at -1 and 1."""
+
+    def forward(self, x):
+        self.x = x
+        return np.clip(x, -1.0, 1.0)
+
+    def backward(self, dout):
+        return dout * (np.abs(self.x) < 1)
+
+
 class Softmax:
     """A softmax whose method is called backwards and which takes the input again."""
 

@@ -6,7 +6,7 @@ one-sided slopes 0 and 1 (exactly 1/2 at ``x = 0``) while the backward pass, cor
 0 or 1. In a batch of a few hundred samples such an input is likely, and would fail a correct
 network; :func:`straddling_rows` finds the samples that hold one, so that the check can
 leave them out and say so. :func:`kinked_rows` does the same for the user's own layers, whose
-kinks chainrule cannot know: it probes their one-sided slopes at inputs near 0.
+kinks chainrule cannot know, wherever they lie: it probes their one-sided slopes at every input.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from chainrule.check.wrapped import WrappedLayer
 from chainrule.nn.layers import ReLU
 
 __all__ = ["kinked_at", "kinked_rows", "straddling_rows"]
+
+_ROUNDINGS = 64  # a difference of outputs within this many ulps of the row's largest is noise
 
 
 def straddling_rows(layers: Sequence[object], inputs: Sequence[np.ndarray],
@@ -55,27 +57,26 @@ def kinked_rows(layers: Sequence[object], inputs: Sequence[np.ndarray],
 
 
 def kinked_at(layer: object, x: np.ndarray, eps: float | None) -> np.ndarray:
-    """``(B,)`` booleans: the rows of ``x`` with an entry within one step of 0 where the
-    shape-keeping ``layer``'s one-sided slopes differ, a kink (ReLU's, leaky ReLU's,
-    ``abs``'s) that central differences would straddle. Smooth layers' slopes differ there by
-    ``O(h)`` only. The layer is probed on a copy, so its cache stays that of its last forward;
-    a layer that cannot run on those rows alone, or changes their shape, has none."""
-    rows = np.zeros(len(x), dtype=bool)
+    """``(B,)`` booleans: the rows of ``x`` in which the shape-keeping ``layer``'s one-sided
+    slopes over one step differ at some entry, a kink (ReLU's at 0, ReLU6's at 6, hard tanh's
+    at ±1, ``abs``'s) that central differences would straddle.
+
+    Every entry is moved by its own step down and up at once: for a smooth layer the two
+    differences agree to ``O(h)`` relative, for a kink within the step they differ by the jump
+    in slope. Differences below the rounding of the row's outputs (a saturated sigmoid) are no
+    kink. The layer is probed on a copy, so its cache stays that of its last forward; a layer
+    that cannot run on ``x`` moved, or changes its shape, has none."""
     steps = steps_for(x, eps)
-    near = np.abs(x) <= steps
-    candidates = np.flatnonzero(near.any(axis=1))
-    if not candidates.size:
-        return rows
-    move = np.where(near[candidates], steps[candidates], 0.0)
     probe = copy.deepcopy(layer)
     try:
-        down, centre, up = (np.asarray(probe.forward(x[candidates] + sign * move),
-                                       dtype=np.float64) for sign in (-1.0, 0.0, 1.0))
+        down, centre, up = (np.asarray(probe.forward(x + sign * steps), dtype=np.float64)
+                            for sign in (-1.0, 0.0, 1.0))
     except (UserCodeError, ValueError):
-        return rows
-    if centre.shape != move.shape:
-        return rows
+        return np.zeros(len(x), dtype=bool)
+    if centre.shape != x.shape:
+        return np.zeros(len(x), dtype=bool)
     rise, fall = up - centre, centre - down  # over the same step on each side
-    jump = np.abs(rise - fall) > 1e-3 * (np.abs(rise) + np.abs(fall)) + 1e-300
-    rows[candidates[np.any(jump & near[candidates], axis=1)]] = True
-    return rows
+    scale = np.max(np.abs(np.stack([down, centre, up])), axis=(0, 2), keepdims=True)[0]
+    rounding = _ROUNDINGS * np.finfo(np.float64).eps * scale
+    jump = np.abs(rise - fall) > 1e-3 * (np.abs(rise) + np.abs(fall)) + rounding
+    return np.asarray(jump.any(axis=1))
