@@ -17,11 +17,12 @@ import numpy as np
 from chainrule.check.functional_style import check_functions
 from chainrule.check.functions import check_jacobian
 from chainrule.check.layercheck import check_layer
+from chainrule.check.losscheck import check_loss
 from chainrule.check.network import gradcheck
 from chainrule.check.report import Report
 
 __all__ = ["assert_functions_correct", "assert_jacobian_correct", "assert_layer_correct",
-           "assert_network_correct"]
+           "assert_loss_correct", "assert_network_correct"]
 
 
 def _require(report: Report) -> None:
@@ -50,6 +51,15 @@ def assert_functions_correct(forward_fn: Callable, backward_fn: Callable, *input
     """``check_functions(forward_fn, backward_fn, *inputs, **options)`` must pass."""
     __tracebackhide__ = True
     _require(check_functions(forward_fn, backward_fn, *inputs, **options))
+
+
+def assert_loss_correct(loss: object, output: np.ndarray, y: np.ndarray,
+                        **options: object) -> None:
+    """``check_loss(loss, output, y, **options)`` must pass: chainrule's loss or your own
+    (a class, softmax and cross-entropy in one, ``loss, dx = f(x, y)``, or
+    ``gradient=f_prime``)."""
+    __tracebackhide__ = True
+    _require(check_loss(loss, output, y, **options))
 
 
 def assert_network_correct(model: object, loss: object, X: np.ndarray, y: np.ndarray,

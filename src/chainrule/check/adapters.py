@@ -19,7 +19,8 @@ import numpy as np
 from chainrule.check.calls import UserCodeError, call_user
 from chainrule.check.wrapped import WrappedLayer, copy_of, split_output
 
-__all__ = ["ConventionError", "as_layer", "backward_arguments", "required_positional"]
+__all__ = ["ConventionError", "as_layer", "backward_arguments", "required_positional",
+           "stored_attribute"]
 
 FORWARD_NAMES = ("forward", "forwards", "forward_pass", "fprop", "__call__")
 BACKWARD_NAMES = ("backward", "backwards", "backprop", "back", "backward_pass", "bprop")
@@ -116,7 +117,7 @@ def _find_method(obj: object, names: tuple[str, ...], what: str) -> str:
     raise _explain(obj, f"no {what} method ({', '.join(names)})")
 
 
-def _stored(obj: object, names: tuple[str, ...], before: dict[str, object]) -> str | None:
+def stored_attribute(obj: object, names: tuple[str, ...], before: dict[str, object]) -> str | None:
     """The first of ``names`` holding an array that the last call set (else any holding one)."""
     held = [name for name in names if isinstance(getattr(obj, name, None), np.ndarray)]
     changed = [name for name in held if before.get(name) is not getattr(obj, name)]
@@ -166,7 +167,7 @@ def _trial(obj: object, forward: str, backward: str, takes: str,
     result = call_user(getattr(obj, forward), x, name=f"{label}.{forward}")
     output = None
     if result is None:
-        output = _stored(obj, OUTPUT_NAMES, before)
+        output = stored_attribute(obj, OUTPUT_NAMES, before)
         if output is None:
             raise _explain(obj, f"{forward}() returned None and stored no output "
                                 "(self.output, self.out, self.A, ...)")
@@ -177,7 +178,7 @@ def _trial(obj: object, forward: str, backward: str, takes: str,
     argument = {"grad": (), "input": (x,), "rate": (0.0,), "cache": (cache,)}[takes]
     grad_input = None
     if call_user(getattr(obj, backward), grad, *argument, name=f"{label}.{backward}") is None:
-        grad_input = _stored(obj, GRAD_INPUT_NAMES, before)
+        grad_input = stored_attribute(obj, GRAD_INPUT_NAMES, before)
         if grad_input is None:
             raise _explain(obj, f"{backward}() returned None and stored no input "
                                 "gradient (self.dinputs, self.dinput, self.dx, ...)")

@@ -39,6 +39,9 @@ CATALOGUE: dict[str, str] = {
     "fused_shortcut": "the softmax backward returns output - upstream (the softmax + "
                       "cross-entropy shortcut A - T) where the upstream gradient must go "
                       "through the Jacobian",
+    "shortcut_in_loss": "the loss's backward returns A - T (the gradient of softmax and "
+                        "cross-entropy together, with respect to the logits) but the loss takes "
+                        "the probabilities A: its own gradient is -T / A",
     "reduction_without_keepdims": "a row reduction without keepdims broadcasts along the wrong "
                                   "axis: right at B = 1, wrong or crashing at other batch sizes",
     "grads_not_stored": "backward computes a parameter gradient but never stores it",

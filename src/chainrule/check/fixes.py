@@ -48,6 +48,10 @@ _ADVICE = {
                       "logits, right only in a fused layer that skips the loss's backward "
                       "(like `cr.SoftmaxCrossEntropy`); a standalone softmax must send the "
                       "upstream g through its Jacobian",
+    "shortcut_in_loss": "a loss on probabilities returns `-T / A / len(A)` (cross-entropy, "
+                        "mean over the batch); or let the loss take the logits, with softmax "
+                        "inside it, and then `(A - T) / len(A)` is right "
+                        "(`cr.SoftmaxCrossEntropy`)",
     "reduction_without_keepdims": "reduce along the row with `keepdims=True` so the result is "
                                   "(B, 1) and broadcasts across each row: "
                                   "`s = (g * a).sum(axis=1, keepdims=True)` (likewise "

@@ -27,6 +27,7 @@ from chainrule.check.layercheck import (
     random_direction,
     to_float64,
 )
+from chainrule.check.losscheck import TARGET_NAMES, UserLoss, as_loss, diagnose_loss
 from chainrule.check.numerical import STEP, as_float64, numerical_gradient
 from chainrule.check.report import DEFAULT_ATOL, DEFAULT_RTOL, Report, Row
 from chainrule.check.wrapped import WrappedLayer
@@ -209,10 +210,12 @@ def gradcheck(model: Sequential | Sequence[object], loss: Loss, X: np.ndarray, y
 
     ``model`` may also be a list of layers: chainrule's, or your own written in any
     convention ``check_layer`` reads (``self.output``/``self.dinputs``, ``dW``/``db``, ...),
-    each adapted at the activations it sees on ``X``; ``loss`` is chainrule's, on the last
-    layer's output (``SoftmaxCrossEntropy`` for logits). ``layout="columns"``: your layers
-    take ``(features, B)``, and so does ``X``; ``per_sample=True``: they take one sample at
-    a time (a column ``(features, 1)`` with ``layout="columns"``). The report is in rows.
+    each adapted at the activations it sees on ``X``. ``loss``, on the last layer's output:
+    chainrule's (``SoftmaxCrossEntropy`` for logits), or your own in any convention
+    :func:`~chainrule.check.losscheck.check_loss` reads, run on a copy.
+    ``layout="columns"``: your layers take ``(features, B)``, and so does ``X``;
+    ``per_sample=True``: they take one sample at a time (a column ``(features, 1)`` with
+    ``layout="columns"``). The report is in rows.
     """
     X = as_float64("X", X)
     if X.ndim != 2 or X.size == 0:
@@ -227,7 +230,8 @@ def gradcheck(model: Sequential | Sequence[object], loss: Loss, X: np.ndarray, y
     model = copied.model
     if directions < 1:
         raise ValueError(f"directions must be >= 1, got {directions}")
-    loss_name = type(loss).__name__
+    loss = as_loss(loss)
+    loss_name = loss.label if isinstance(loss, UserLoss) else type(loss).__name__
     title = (f"gradcheck: {len(model.layers)} layers, {loss_name}, batch {len(X)} (float64)")
     notes = []
     if fast:
@@ -268,7 +272,7 @@ def gradcheck(model: Sequential | Sequence[object], loss: Loss, X: np.ndarray, y
                            loss.forward(outputs + t * direction, y)),
                        np.sum(loss_grad * direction)))
     if not loss_row.passed:
-        loss_row.diagnosis = diagnose_gradient(loss_grad, loss_row.numeric, len(X))
+        loss_row.diagnosis = diagnose_loss(loss_grad, loss_row.numeric, outputs, y)
     upstream = loss_row.numeric  # numeric ∂L/∂(output of the layer being checked)
     per_layer: list[list[Row]] = []
     for index in range(len(model.layers) - 1, -1, -1):
@@ -299,6 +303,8 @@ def gradcheck(model: Sequential | Sequence[object], loss: Loss, X: np.ndarray, y
         per_layer.insert(0, rows)
         upstream = np.einsum("bi,bij->bj", upstream, jacobian)
     rows = [row for layer_rows in per_layer for row in layer_rows] + [loss_row]
+    if isinstance(loss, UserLoss):
+        notes.extend(loss.notes)
     return _traced_report(title, rows, per_layer, loss_row, notes)
 
 
@@ -328,20 +334,15 @@ def _network(model: Sequential | Sequence[object], X: np.ndarray, layout: str,
     return Sequential._of_any(adapted)
 
 
-_LABEL_NAMES = {"y", "y_true", "ytrue", "y_train", "target", "targets", "label", "labels", "t",
-                "truth", "expected", "desired"}
-
-
 def _refuse_a_loss(layer: object, index: int) -> None:
     """A user's loss in the list of layers (``forward(inputs, y_true)``) gets one line."""
     forward = getattr(layer, "forward", None)
     arguments = required_positional(forward) if callable(forward) else []
-    if len(arguments) >= 2 and arguments[1].lower() in _LABEL_NAMES:
+    if len(arguments) >= 2 and arguments[1].lower() in TARGET_NAMES:
         raise ValueError(
             f"layer {index} ({type(layer).__name__}) takes {', '.join(arguments)} in forward: "
-            "a loss, not a layer. Leave it out of the list and pass chainrule's loss on the "
-            "last layer's output: cr.SoftmaxCrossEntropy() for logits (softmax and "
-            "cross-entropy in one), cr.CrossEntropy() for probabilities")
+            "a loss, not a layer. Leave it out of the list and pass it as the loss: "
+            f"cr.gradcheck(layers, {type(layer).__name__}(...), X, y)")
 
 
 def _name(layer: object) -> str:

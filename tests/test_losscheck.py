@@ -1,0 +1,191 @@
+"""check_loss and gradcheck read the user's own loss as written: classes that return or store
+their gradient, softmax and cross-entropy in one, ``loss, dx = f(x, y)``, ``f`` with
+``gradient=f_prime``, targets first or second."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import chainrule as cr
+from chainrule.check.adapters import ConventionError
+from chainrule.check.calls import UserCodeError
+from chainrule.testing import assert_loss_correct
+from user_code import book_style, losses
+
+
+@pytest.fixture
+def batch(rng):
+    """Logits (5, 3), their softmax, labels."""
+    z = rng.normal(size=(5, 3))
+    return z, cr.softmax(z), np.array([0, 1, 2, 0, 1])
+
+
+def diagnosed(report) -> list[str]:
+    return [item.identifier for row in report.failed_rows for item in row.diagnosis]
+
+
+def test_book_cross_entropy_on_probabilities_passes_with_the_gradient_it_stores(batch):
+    _, p, y = batch
+    report = cr.check_loss(losses.Loss_CategoricalCrossentropy(), p, y)
+    assert report.passed, str(report)
+    row = report.rows[0]
+    assert row.name == "Loss_CategoricalCrossentropy ∂L/∂y_pred"  # the user's argument name
+    T = np.eye(3)[y]
+    np.testing.assert_allclose(row.analytic, -T / p / 5, rtol=1e-12)  # what dinputs held
+    np.testing.assert_allclose(row.numeric, -T / p / 5, rtol=1e-6, atol=1e-9)
+    assert report.notes == ["L is the mean of Loss_CategoricalCrossentropy.forward's "
+                            "per-sample losses (5,)"]
+    # one-hot targets take the other branch of the same code
+    assert cr.check_loss(losses.Loss_CategoricalCrossentropy(), p, T).passed
+
+
+def test_the_seed_mistake_a_minus_t_from_a_loss_on_probabilities_is_named(batch):
+    _, p, y = batch
+    report = cr.check_loss(losses.CrossEntropyWithTheShortcut(), p, y)
+    assert not report.passed
+    assert diagnosed(report) == ["shortcut_in_loss"]
+    assert "-T / A / len(A)" in str(report)
+
+
+def test_softmax_and_cross_entropy_in_one_gets_back_what_its_forward_stored(batch):
+    z, _, y = batch
+    report = cr.check_loss(book_style.Activation_Softmax_Loss_CategoricalCrossentropy(), z, y)
+    assert report.passed, str(report)
+    np.testing.assert_allclose(report.rows[0].analytic, (cr.softmax(z) - np.eye(3)[y]) / 5,
+                               rtol=1e-12)
+    assert report.rows[0].name.endswith("∂L/∂inputs")
+    assert report.notes == [
+        "Activation_Softmax_Loss_CategoricalCrossentropy.backward was given what "
+        "Activation_Softmax_Loss_CategoricalCrossentropy.forward stored (the probabilities, not "
+        "the inputs it took), as a training loop passes it; the gradient is ∂L/∂inputs"]
+    with_dout = cr.check_loss(losses.SoftmaxWithLoss(), z, y)  # backward(dout=1): no argument
+    assert with_dout.passed and with_dout.notes == []
+
+
+@pytest.mark.parametrize("loss, gradient, expected", [
+    (losses.softmax_loss, None, []),
+    (losses.softmax_loss_summed_gradient, None, ["missing_batch_mean"]),
+    (losses.mse, losses.mse_prime, []),
+    (losses.MeanSquaredError(), None, []),
+    (losses.MeanSquaredErrorSignFlipped(), None, ["sign_flipped"]),
+])
+def test_functions_and_targets_first_conventions(batch, loss, gradient, expected):
+    z, p, y = batch
+    targets = y if loss in (losses.softmax_loss, losses.softmax_loss_summed_gradient) else p
+    report = cr.check_loss(loss, z, targets, gradient=gradient)
+    assert report.passed == (not expected), str(report)
+    assert diagnosed(report) == expected
+
+
+def test_targets_first_is_read_from_the_names():
+    """mse(y_true, y_pred) is symmetric: read the wrong way round, its gradient would be the
+    negative of the numeric one and the check would fail."""
+    y_true, y_pred = np.zeros((2, 2)), np.array([[1.0, 2.0], [3.0, 4.0]])
+    report = cr.check_loss(losses.mse, y_pred, y_true, gradient=losses.mse_prime)
+    assert report.passed
+    np.testing.assert_allclose(report.rows[0].analytic, y_pred / 2, rtol=1e-12)
+    assert report.rows[0].name == "mse ∂L/∂y_pred"
+
+
+@settings(max_examples=25, deadline=None)
+@given(batch_size=st.integers(1, 9), classes=st.integers(2, 6), seed=st.integers(0, 2**16))
+def test_the_users_loss_agrees_with_chainrules_as_oracle(batch_size, classes, seed):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(batch_size, classes)) * 3
+    y = rng.integers(0, classes, batch_size)
+    fused = cr.SoftmaxCrossEntropy()
+    fused.forward(z, y)
+    report = cr.check_loss(book_style.Activation_Softmax_Loss_CategoricalCrossentropy(), z, y)
+    assert report.passed, str(report)
+    np.testing.assert_allclose(report.rows[0].analytic, fused.backward(), rtol=1e-10,
+                               atol=1e-15)
+
+
+def test_torch_agrees_on_the_gradient_of_a_loss_on_probabilities(batch):
+    torch = pytest.importorskip("torch")
+    _, p, y = batch
+    report = cr.check_loss(losses.Loss_CategoricalCrossentropy(), p, y)
+    probabilities = torch.tensor(p, requires_grad=True)
+    torch.nn.functional.nll_loss(torch.log(probabilities), torch.tensor(y)).backward()
+    np.testing.assert_allclose(report.rows[0].analytic, probabilities.grad.numpy(), rtol=1e-12)
+
+
+def test_gradcheck_takes_the_users_loss_and_blames_it(rng):
+    X, y = rng.normal(size=(6, 4)), np.array([0, 1, 2, 0, 1, 2])
+    fused = book_style.Activation_Softmax_Loss_CategoricalCrossentropy()
+    report = cr.gradcheck([book_style.Layer_Dense(4, 3)], fused, X, y)
+    assert report.passed, str(report)
+    assert report.title.startswith("gradcheck: 1 layers, Activation_Softmax_Loss_Categorical")
+    wrong = cr.gradcheck([book_style.Layer_Dense(4, 3), book_style.Activation_Softmax()],
+                         losses.CrossEntropyWithTheShortcut(), X, y)
+    assert not wrong.passed
+    assert wrong.cause == "loss CrossEntropyWithTheShortcut ∂L/∂output"
+    assert diagnosed(wrong)[0] == "shortcut_in_loss"
+    right = cr.gradcheck([book_style.Layer_Dense(4, 3), book_style.Activation_Softmax()],
+                         losses.Loss_CategoricalCrossentropy(), X, y)
+    assert right.passed, str(right)
+
+
+def test_the_users_loss_object_is_never_run(batch):
+    z, _, y = batch
+    loss = book_style.Activation_Softmax_Loss_CategoricalCrossentropy()
+    before = copy.deepcopy(vars(loss))
+    cr.check_loss(loss, z, y)
+    cr.gradcheck([cr.Dense(3, 3, seed=0)], loss, z, y)
+    assert vars(loss) == before == {}
+
+
+def test_assert_loss_correct_raises_with_the_report(batch):
+    _, p, y = batch
+    assert_loss_correct(losses.Loss_CategoricalCrossentropy(), p, y)
+    with pytest.raises(AssertionError, match="shortcut_in_loss"):
+        assert_loss_correct(losses.CrossEntropyWithTheShortcut(), p, y)
+
+
+def test_what_cannot_be_read_gets_one_line(batch):
+    z, p, y = batch
+    with pytest.raises(TypeError, match=r"^loss is the class Loss_CategoricalCrossentropy; "
+                                        r"pass an instance: Loss_CategoricalCrossentropy\(\)$"):
+        cr.check_loss(losses.Loss_CategoricalCrossentropy, p, y)
+    with pytest.raises(ConventionError, match=r"^CrossEntropyStoresNothing\.backward\(\) "
+                                              r"returned None and stored no gradient"):
+        cr.check_loss(losses.CrossEntropyStoresNothing(), p, y)
+    with pytest.raises(ConventionError, match=r"^softmax_loss_value returns only the loss"):
+        def softmax_loss_value(x, y):
+            return losses.softmax_loss(x, y)[0]
+        cr.check_loss(softmax_loss_value, z, y)
+    with pytest.raises(ConventionError, match=r"^three takes 3 arguments \['x', 'y', 'w'\]"):
+        def three(x, y, w):
+            return 0.0
+        cr.check_loss(three, z, y)
+    with pytest.raises(ConventionError, match=r"returned shape \(5, 3\); a loss returns a "
+                                              r"number, or one loss per sample \(5,\)"):
+        cr.check_loss(lambda x, y: (x - 1) ** 2, z, y, gradient=lambda x, y: 2 * (x - 1))
+    with pytest.raises(ConventionError, match=r"^cannot tell how to check the loss object"):
+        cr.check_loss(object(), z, y)
+    with pytest.raises(ValueError, match=r"^y has 4 rows but output has 5$"):
+        cr.check_loss(losses.softmax_loss, z, y[:4])
+    with pytest.raises(ValueError, match=r"output must be a non-empty batch \(B, outputs\), got "
+                                         r"shape \(3,\); for one sample pass output\[None\]"):
+        cr.check_loss(losses.softmax_loss, z[0], y[:1])
+    with pytest.raises(UserCodeError, match=r"^Loss_CategoricalCrossentropy\.forward raised "
+                                            r"IndexError"):
+        cr.check_loss(losses.Loss_CategoricalCrossentropy(), p, y + 5)
+
+
+def test_the_example_script_names_the_shortcut_and_passes_the_fused_loss():
+    script = Path(__file__).parents[1] / "examples" / "check_my_loss.py"
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         check=True)
+    assert ("FAILED: Loss_CategoricalCrossentropy ∂L/∂y_pred, entry [0, 1]: analytic 0.11195, "
+            "numeric 0 — looks like shortcut_in_loss") in run.stdout
+    assert "Activation_Softmax_Loss_CategoricalCrossentropy ∂L/∂inputs      12" in run.stdout
+    assert run.stdout.endswith("network with the fused loss: passed True\n")
