@@ -176,6 +176,17 @@ def test_what_cannot_be_read_gets_one_line(batch):
     with pytest.raises(ValueError, match=r"output must be a non-empty batch \(B, outputs\), got "
                                          r"shape \(3,\); for one sample pass output\[None\]"):
         cr.check_loss(losses.softmax_loss, z[0], y[:1])
+    with pytest.raises(ValueError, match=r"^y must hold one target per row of output \(5 "
+                                         r"rows\), got array\(3\)$"):
+        cr.check_loss(losses.softmax_loss, z, 3)
+    unclipped = np.array([[1e-7, 1 - 1e-7], [0.5, 0.5]])  # log(p - h) is NaN at [0, 0]
+    with pytest.raises(ValueError, match=r"^softmax_log_loss gives a non-finite L within one "
+                                         r"finite-difference step \(6\.06e-06\) of output\[0, "
+                                         r"0\] = 1e-07: check it at outputs farther"):
+        def softmax_log_loss(p, y):
+            return -np.mean(np.log(p[np.arange(len(p)), y])), -np.eye(2)[y] / p / len(p)
+        cr.check_loss(softmax_log_loss, unclipped, np.array([0, 1]))
+    assert cr.check_loss(softmax_log_loss, unclipped, np.array([0, 1]), eps=1e-10).passed
     with pytest.raises(UserCodeError, match=r"^Loss_CategoricalCrossentropy\.forward raised "
                                             r"IndexError"):
         cr.check_loss(losses.Loss_CategoricalCrossentropy(), p, y + 5)

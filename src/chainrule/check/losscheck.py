@@ -39,7 +39,7 @@ from chainrule.check.adapters import (
 from chainrule.check.calls import call_user
 from chainrule.check.diagnosis import diagnose_gradient, named
 from chainrule.check.layercheck import probe, random_direction
-from chainrule.check.numerical import as_float64, numerical_gradient
+from chainrule.check.numerical import as_float64, numerical_gradient, steps_for
 from chainrule.check.report import DEFAULT_ATOL, DEFAULT_RTOL, Diagnosis, Report, Row
 from chainrule.check.wrapped import copy_of
 from chainrule.nn.losses import Loss
@@ -249,6 +249,9 @@ def check_loss(loss: object, output: np.ndarray, y: np.ndarray, *,
         raise ValueError(f"output must be a non-empty batch (B, outputs), got shape "
                          f"{output.shape}{one}")
     y = np.asarray(y)
+    if y.ndim == 0:
+        raise ValueError(f"y must hold one target per row of output ({len(output)} rows), "
+                         f"got {y!r}")
     if len(y) != len(output):
         raise ValueError(f"y has {len(y)} rows but output has {len(output)}")
     user = as_loss(copy.deepcopy(loss) if isinstance(loss, Loss) else loss, gradient)
@@ -273,6 +276,14 @@ def check_loss(loss: object, output: np.ndarray, y: np.ndarray, *,
         return user.forward(point, y)
 
     numeric = numerical_gradient(loss_at, output, eps)
+    if not np.isfinite(numeric).all():
+        entry = tuple(int(i) for i in np.argwhere(~np.isfinite(numeric))[0])
+        step = steps_for(output, eps)[entry]
+        raise ValueError(
+            f"{label} gives a non-finite L within one finite-difference step ({step:.3g}) of "
+            f"output{list(entry)} = {output[entry]:.6g}: check it at outputs farther from where "
+            "the loss is undefined (e.g. probabilities away from 0), or pass an eps far below "
+            "their distance from it")
     direction = random_direction(np.random.default_rng(seed), output.shape)
     row = Row(f"{label} ∂L/∂{wrt}", claimed, numeric, atol, rtol,
               probe=probe(lambda t: loss_at(output + t * direction),
