@@ -200,3 +200,54 @@ def test_the_example_script_names_the_shortcut_and_passes_the_fused_loss():
             "numeric 0 — looks like shortcut_in_loss") in run.stdout
     assert "Activation_Softmax_Loss_CategoricalCrossentropy ∂L/∂inputs      12" in run.stdout
     assert run.stdout.endswith("network with the fused loss: passed True\n")
+
+
+USER_LOSSES = Path(__file__).parent / "user_code" / "losses.py"
+
+
+@pytest.mark.parametrize("arguments, status, first, last", [
+    (["Loss_CategoricalCrossentropy", "--classes", "3"], 0,
+     "check-loss: Loss_CategoricalCrossentropy at probabilities (5, 3), targets labels (5,)",
+     "PASSED: 1 check within rtol=1e-05"),
+    (["CrossEntropyWithTheShortcut", "--classes", "3", "--targets", "labels"], 1,
+     "check-loss: CrossEntropyWithTheShortcut at probabilities (5, 3), targets labels (5,)",
+     "looks like shortcut_in_loss"),
+    (["softmax_loss_summed_gradient", "--classes", "4", "--output", "logits", "--batch", "3"],
+     1, "check-loss: softmax_loss_summed_gradient at logits (3, 4), targets labels (3,)",
+     "(factor 3 = batch size 3)"),
+    (["mse", "--gradient", "mse_prime", "--classes", "2", "--output", "values", "--targets",
+      "values"], 0, "check-loss: mse at values (5, 2), targets values (5, 2)", "PASSED"),
+    (["MeanSquaredErrorSignFlipped", "--classes", "2", "--output", "values", "--targets",
+      "values", "--args", "{}"], 1,
+     "check-loss: MeanSquaredErrorSignFlipped at values (5, 2), targets values (5, 2)",
+     "looks like sign_flipped: the derivative has the wrong sign"),
+])
+def test_cli_check_loss(capsys, arguments, status, first, last):
+    from chainrule.cli import main
+
+    assert main(["check-loss", f"{USER_LOSSES}:{arguments[0]}", *arguments[1:]]) == status
+    out = capsys.readouterr().out.rstrip("\n")
+    assert out.startswith(first + "\n")
+    assert last in out.splitlines()[-1]
+
+
+def test_cli_check_loss_says_what_is_wrong_in_one_line(capsys):
+    from chainrule.cli import main
+
+    for arguments, message in [
+        (["mse", "--classes", "2", "--output", "values", "--targets", "values"],
+         "mse returns only the loss and chainrule found no gradient method"),
+        (["mse", "--classes", "0"], "--classes must be at least 1, got 0"),
+        (["mse", "--classes", "2", "--batch", "0"], "--batch must be at least 1, got 0"),
+        (["mse", "--classes", "2", "--args", '{"a": 1}'],
+         "--args builds a class, and mse is a function"),
+        (["nothing", "--classes", "2"], "losses.py has no function 'nothing'"),
+    ]:
+        assert main(["check-loss", f"{USER_LOSSES}:{arguments[0]}", *arguments[1:]]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("chainrule check-loss: error: ") and message in err
+        assert err.count("\n") == 1, err
+    assert main(["check-loss", f"{USER_LOSSES}:MeanSquaredError", "--classes", "2", "--output",
+                 "values"]) == 3  # labels (5,) do not broadcast against (5, 2) in its code
+    assert capsys.readouterr().err.startswith(
+        "chainrule check-loss: your code raised: MeanSquaredError.loss raised ValueError")

@@ -148,7 +148,8 @@ class UserLoss:
             raise ConventionError(
                 f"{self.compute_name} returns only the loss and chainrule found no gradient "
                 f"method ({', '.join(GRADIENT_METHODS)}); pass the function that gives "
-                "∂L/∂predictions: cr.check_loss(loss, output, y, gradient=...)")
+                "∂L/∂predictions: cr.check_loss(loss, output, y, gradient=...), or "
+                "--gradient NAME from the shell")
         name = (f"{self.label}.{self.gradient.__name__}" if self.obj is not None
                 else getattr(self.gradient, "__name__", "gradient"))
         fed = (self._output if self._stored_output is None else self._stored_output).copy()

@@ -1,9 +1,10 @@
 """A user's own derivative code, loaded from ``FILE.py:NAME`` and checked.
 
-What ``chainrule check-jacobian`` and ``check-layer`` run: :func:`load_object` imports the
-user's file (``NAME`` may be ``Class.method``), :func:`check_jacobian_of` compares their
-Jacobian with that of ``softmax``, ``log_softmax``, ``sigmoid``, ``tanh`` or ``relu``
-(:data:`REFERENCES`), :func:`check_layer_of` builds their layer class and checks it.
+What ``chainrule check-jacobian``, ``check-layer`` and ``check-loss`` run: :func:`load_object`
+imports the user's file (``NAME`` may be ``Class.method``), :func:`check_jacobian_of` compares
+their Jacobian with that of ``softmax``, ``log_softmax``, ``sigmoid``, ``tanh`` or ``relu``
+(:data:`REFERENCES`), :func:`check_layer_of` builds their layer class and checks it, and
+:func:`check_loss_of` their loss.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import numpy as np
 from chainrule.check.calls import call_user
 from chainrule.check.functions import check_jacobian
 from chainrule.check.layercheck import check_layer
+from chainrule.check.losscheck import check_loss
 from chainrule.check.report import DEFAULT_ATOL, DEFAULT_RTOL, Report
 from chainrule.nn.functional import log_softmax, sigmoid, softmax
 
-__all__ = ["REFERENCES", "check_jacobian_of", "check_layer_of", "load_function", "load_object"]
+__all__ = ["REFERENCES", "check_jacobian_of", "check_layer_of", "check_loss_of", "load_function",
+           "load_object"]
 
 
 # Reference functions for check-jacobian, all row-wise along the last axis.
@@ -89,12 +92,32 @@ def check_layer_of(layer_class: type, n_in: int, arguments: dict | None = None,
     ``batch`` rows (default: one different from ``n_in``); ``layout="columns"`` passes
     ``(n_in, B)``. Inputs stay 0.1 away from 0, the ReLU kink.
     """
-    if n_in < 1 or (batch is not None and batch < 1):
-        raise ValueError(f"--in and --batch must be >= 1, got {n_in} and {batch}")
+    _at_least_one(("--in", n_in), ("--batch", batch))
     name = getattr(layer_class, "__name__", str(layer_class))
+    layer = _build(layer_class, arguments)
+    rows = batch if batch is not None else (5 if n_in != 5 else 6)
+    x = _points((rows, n_in), seed)
+    report = check_layer(layer, x.T if layout == "columns" else x, layout=layout,
+                         per_sample=per_sample, seed=seed)
+    report.title = (f"check-layer: {name}({_arguments(arguments)}) at x "
+                    f"{x.T.shape if layout == 'columns' else x.shape}"
+                    f"{' (columns)' if layout == 'columns' else ''}")
+    return report
+
+
+def _at_least_one(*options: tuple[str, int | None]) -> None:
+    """A ValueError naming the first option given below 1 (None: not given)."""
+    for option, value in options:
+        if value is not None and value < 1:
+            raise ValueError(f"{option} must be at least 1, got {value}")
+
+
+def _build(cls: Callable, arguments: dict | None) -> object:
+    """``cls(**arguments)``; arguments it cannot take are a ValueError naming ``--args``."""
+    name = getattr(cls, "__name__", str(cls))
     arguments = arguments or {}
     try:
-        signature = inspect.signature(layer_class)
+        signature = inspect.signature(cls)
     except ValueError:  # no signature to check: the call will say what is wrong
         signature = None
     try:
@@ -107,14 +130,40 @@ def check_layer_of(layer_class: type, n_in: int, arguments: dict | None = None,
                             and parameter.kind is not parameter.VAR_KEYWORD)
         raise ValueError(f"cannot build {name}({_arguments(arguments)}): {error}; give its "
                          f"arguments as --args '{{{example}}}'") from None
-    layer = call_user(functools.partial(layer_class, **arguments), name=f"{name}()")
-    rows = batch if batch is not None else (5 if n_in != 5 else 6)
-    x = _points((rows, n_in), seed)
-    report = check_layer(layer, x.T if layout == "columns" else x, layout=layout,
-                         per_sample=per_sample, seed=seed)
-    report.title = (f"check-layer: {name}({_arguments(arguments)}) at x "
-                    f"{x.T.shape if layout == 'columns' else x.shape}"
-                    f"{' (columns)' if layout == 'columns' else ''}")
+    return call_user(functools.partial(cls, **arguments), name=f"{name}()")
+
+
+OUTPUTS = ("probabilities", "logits", "values")
+TARGETS = ("labels", "onehot", "values")
+
+
+def check_loss_of(loss: object, classes: int, arguments: dict | None = None,
+                  batch: int | None = None, output: str = "probabilities",
+                  targets: str = "labels", gradient: Callable | None = None,
+                  seed: int = 0) -> Report:
+    """Check a user's loss, a class (built from ``arguments``) or a function, at a random
+    ``(batch, classes)`` output: ``output`` is ``"probabilities"`` (softmax rows),
+    ``"logits"`` or ``"values"`` (both ~1.5·N(0, 1)); ``targets`` ``"labels"`` (integers
+    below ``classes``), ``"onehot"`` or ``"values"`` (of the output's shape)."""
+    if output not in OUTPUTS or targets not in TARGETS:
+        raise ValueError(f"output must be one of {OUTPUTS} and targets one of {TARGETS}, got "
+                         f"{output!r} and {targets!r}")
+    _at_least_one(("--classes", classes), ("--batch", batch))
+    name = getattr(loss, "__name__", type(loss).__name__)
+    if isinstance(loss, type):
+        loss = _build(loss, arguments)
+    elif arguments:
+        raise ValueError(f"--args builds a class, and {name} is a function")
+    rows = batch if batch is not None else (5 if classes != 5 else 6)
+    logits = _points((rows, classes), seed)
+    labels = np.random.default_rng([seed, 1]).integers(0, classes, rows)
+    at = softmax(logits) if output == "probabilities" else logits
+    y = {"labels": labels, "onehot": np.eye(classes)[labels],
+         "values": _points((rows, classes), seed + 1)}[targets]
+    report = check_loss(loss, at, y, gradient=gradient, seed=seed)
+    built = f"({_arguments(arguments)})" if arguments else ""
+    report.title = (f"check-loss: {name}{built} at {output} {at.shape}, targets {targets} "
+                    f"{y.shape}")
     return report
 
 

@@ -1,5 +1,5 @@
-"""``chainrule check``, and the report options and printing that ``check-jacobian`` and
-``check-layer`` (:mod:`chainrule.cli.usercode`) share with it."""
+"""``chainrule check``, and the report options and printing that ``check-jacobian``,
+``check-layer`` and ``check-loss`` (:mod:`chainrule.cli.usercode`) share with it."""
 
 from __future__ import annotations
 
@@ -15,8 +15,10 @@ from chainrule.cli.train import add_model_options
 from chainrule.cli.usercode import (
     add_check_jacobian,
     add_check_layer,
+    add_check_loss,
     check_jacobian_report,
     check_layer_report,
+    check_loss_report,
 )
 from chainrule.explain import plots
 from chainrule.io import files
@@ -94,9 +96,11 @@ def print_report(report: Report, args: argparse.Namespace) -> int:
 
 
 def add_user_checks(subparsers: argparse._SubParsersAction) -> None:
-    """``check-jacobian`` and ``check-layer`` (see :mod:`chainrule.cli.usercode`)."""
+    """``check-jacobian``, ``check-layer`` and ``check-loss`` (see
+    :mod:`chainrule.cli.usercode`)."""
     for add, build in ((add_check_jacobian, check_jacobian_report),
-                       (add_check_layer, check_layer_report)):
+                       (add_check_layer, check_layer_report),
+                       (add_check_loss, check_loss_report)):
         parser = add(subparsers)
         add_report_options(parser)
         parser.set_defaults(handler=functools.partial(_user_check, build))

@@ -1,4 +1,5 @@
-"""``chainrule check-jacobian`` and ``check-layer``: the user's own code, from the shell.
+"""``chainrule check-jacobian``, ``check-layer`` and ``check-loss``: the user's own code, from
+the shell.
 
 Each subcommand is an ``add_<name>(subparsers)`` that registers its arguments and a
 ``<name>_report(args)`` that loads the user's code and returns the
@@ -14,8 +15,8 @@ import json
 from chainrule.check import usercode
 from chainrule.check.report import Report
 
-__all__ = ["add_check_jacobian", "add_check_layer", "check_jacobian_report",
-           "check_layer_report"]
+__all__ = ["add_check_jacobian", "add_check_layer", "add_check_loss", "check_jacobian_report",
+           "check_layer_report", "check_loss_report"]
 
 
 def add_check_jacobian(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -100,3 +101,49 @@ def check_layer_report(args: argparse.Namespace) -> Report:
         raise ValueError(f"{args.layer} is not a class (a {type(layer_class).__name__})")
     return usercode.check_layer_of(layer_class, args.n_in, args.args, args.batch, args.layout,
                                    args.per_sample, args.seed)
+
+
+def add_check_loss(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``check-loss``; returns its parser."""
+    parser = subparsers.add_parser(
+        "check-loss", help="check your own loss: its gradient against central differences",
+        description="Import MODULE:NAME, a loss class (built with no arguments, or --args) or "
+                    "function, and check its gradient with respect to the output against "
+                    "central differences of the loss, at a random output and random targets. "
+                    "Works with the common conventions (forward/backward storing dinputs, "
+                    "targets first or second, softmax and cross-entropy in one, "
+                    "loss, dx = f(x, y), or a function with --gradient). Exit status 0 when it "
+                    "passes, 1 when not, 2 for a usage error, 3 when your code raised.")
+    parser.add_argument("loss", metavar="MODULE:NAME",
+                        help="e.g. my_net.py:Loss_CategoricalCrossentropy or my_net.py:mse")
+    parser.add_argument("--classes", type=int, required=True, metavar="C",
+                        help="outputs per sample (classes)")
+    parser.add_argument("--output", choices=usercode.OUTPUTS, default="probabilities",
+                        help="what the loss takes: softmax probabilities, logits (a loss with "
+                             "softmax inside) or any values (default: %(default)s)")
+    parser.add_argument("--targets", choices=usercode.TARGETS, default="labels",
+                        help="class labels (B,), one-hot rows (B, C) or values (B, C) "
+                             "(default: %(default)s)")
+    parser.add_argument("--gradient", default=None, metavar="NAME",
+                        help="the function giving the loss's gradient, for a loss function "
+                             "that returns only the loss: NAME in the same module, or "
+                             "MODULE:NAME (e.g. mse_prime)")
+    parser.add_argument("--args", type=_keyword_arguments, default=None, metavar="JSON",
+                        help="keyword arguments of the class")
+    parser.add_argument("--batch", type=int, default=None, metavar="B",
+                        help="rows of the output (default: 5, or 6 when C is 5)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random output and "
+                                                            "targets (default: %(default)s)")
+    return parser
+
+
+def check_loss_report(args: argparse.Namespace) -> Report:
+    """What ``check-loss`` checks: the user's loss, at a random output and targets."""
+    loss = usercode.load_object(args.loss)
+    gradient = None
+    if args.gradient is not None:
+        spec = (args.gradient if ":" in args.gradient
+                else f"{args.loss.rpartition(':')[0]}:{args.gradient}")
+        gradient = usercode.load_function(spec)
+    return usercode.check_loss_of(loss, args.classes, args.args, args.batch, args.output,
+                                  args.targets, gradient, args.seed)
