@@ -18,11 +18,12 @@ from chainrule.check.functional_style import check_functions
 from chainrule.check.functions import check_jacobian
 from chainrule.check.layercheck import check_layer
 from chainrule.check.losscheck import check_loss
+from chainrule.check.modelcheck import check_model
 from chainrule.check.network import gradcheck
 from chainrule.check.report import Report
 
 __all__ = ["assert_functions_correct", "assert_jacobian_correct", "assert_layer_correct",
-           "assert_loss_correct", "assert_network_correct"]
+           "assert_loss_correct", "assert_model_correct", "assert_network_correct"]
 
 
 def _require(report: Report) -> None:
@@ -60,6 +61,15 @@ def assert_loss_correct(loss: object, output: np.ndarray, y: np.ndarray,
     ``gradient=f_prime``)."""
     __tracebackhide__ = True
     _require(check_loss(loss, output, y, **options))
+
+
+def assert_model_correct(model: object, X: np.ndarray, y: np.ndarray,
+                         **options: object) -> None:
+    """``check_model(model, X, y, **options)`` must pass: your network object that computes
+    its loss and gradients (``loss, grads = model.loss(X, y)``, or forward, a loss method and
+    backward)."""
+    __tracebackhide__ = True
+    _require(check_model(model, X, y, **options))
 
 
 def assert_network_correct(model: object, loss: object, X: np.ndarray, y: np.ndarray,

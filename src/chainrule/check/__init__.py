@@ -2,7 +2,8 @@
 
 Imports ``chainrule.nn`` only. ``numerical`` computes derivatives; ``functions`` checks a
 Jacobian or a gradient, ``layercheck`` one layer, ``losscheck`` a loss (chainrule's or the
-user's), ``network`` a whole ``Sequential`` or list of layers;
+user's), ``network`` a whole ``Sequential`` or list of layers, ``modelcheck`` a user's network
+object that computes its own loss and gradients;
 ``diagnosis`` names the classic mistakes (``fixes`` says what to change), ``report`` holds
 and prints the verdicts, and ``usercode`` loads a user's ``FILE.py:NAME``. A user's layer in
 any common convention is mapped by ``adapters`` (or explicitly by ``wrapped.wrap_layer``);
@@ -18,6 +19,7 @@ from chainrule.check.functional_style import check_functions
 from chainrule.check.functions import check_gradient, check_jacobian
 from chainrule.check.layercheck import check_layer
 from chainrule.check.losscheck import check_loss
+from chainrule.check.modelcheck import check_model
 from chainrule.check.network import gradcheck
 from chainrule.check.numerical import numerical_gradient, numerical_jacobian
 from chainrule.check.report import Report
@@ -34,6 +36,7 @@ __all__ = [
     "check_jacobian",
     "check_layer",
     "check_loss",
+    "check_model",
     "gradcheck",
     "numerical_gradient",
     "numerical_jacobian",

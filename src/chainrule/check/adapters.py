@@ -19,8 +19,8 @@ import numpy as np
 from chainrule.check.calls import UserCodeError, call_user
 from chainrule.check.wrapped import WrappedLayer, copy_of, split_output
 
-__all__ = ["ConventionError", "as_layer", "backward_arguments", "required_positional",
-           "stored_attribute"]
+__all__ = ["ConventionError", "as_layer", "backward_arguments", "is_gradient_of",
+           "required_positional", "stored_attribute"]
 
 FORWARD_NAMES = ("forward", "forwards", "forward_pass", "fprop", "__call__")
 BACKWARD_NAMES = ("backward", "backwards", "backprop", "back", "backward_pass", "bprop")
@@ -68,7 +68,7 @@ def _stem(name: str) -> str:
     return name.lower().rstrip("s")
 
 
-def _gradient_of(candidate: str, parameter: str) -> bool:
+def is_gradient_of(candidate: str, parameter: str) -> bool:
     """Whether ``candidate`` names the gradient of ``parameter`` (``dW``, ``grad_W``, ...)."""
     if candidate == parameter:
         return False
@@ -143,7 +143,7 @@ def _parameters(obj: object, excluded: set[str], takes: str) -> tuple[dict, dict
     for name in names:
         if not isinstance(getattr(obj, name), np.ndarray):
             continue
-        partners = sorted((other for other in names if _gradient_of(other, name)),
+        partners = sorted((other for other in names if is_gradient_of(other, name)),
                           key=lambda other: getattr(obj, other) is None)  # arrays first
         if partners:
             params[name] = ("attr", name)
