@@ -85,6 +85,20 @@ def test_functions_and_targets_first_conventions(batch, loss, gradient, expected
     assert diagnosed(report) == expected
 
 
+def test_sample_checks_k_entries_of_a_large_output_and_still_names_the_mistake(rng):
+    z = rng.normal(size=(64, 100))
+    y = rng.integers(0, 100, 64)
+    p = cr.softmax(z)
+    report = cr.check_loss(losses.Loss_CategoricalCrossentropy(), p, y, sample=40)
+    assert report.passed and report.rows[0].numeric.shape == (40,)
+    np.testing.assert_allclose(report.rows[0].analytic,
+                               (-np.eye(100)[y] / p / 64).reshape(-1)[report.rows[0].positions])
+    wrong = cr.check_loss(losses.CrossEntropyWithTheShortcut(), p, y, sample=40)
+    assert diagnosed(wrong) == ["shortcut_in_loss"]
+    with pytest.raises(ValueError, match=r"^sample must be >= 1, got 0$"):
+        cr.check_loss(losses.softmax_loss, z, y, sample=0)
+
+
 def test_targets_first_is_read_from_the_names():
     """mse(y_true, y_pred) is symmetric: read the wrong way round, its gradient would be the
     negative of the numeric one and the check would fail."""

@@ -226,8 +226,10 @@ def as_loss(loss: object, gradient: Callable | None = None) -> Loss | UserLoss:
 
 def check_loss(loss: object, output: np.ndarray, y: np.ndarray, *,
                gradient: Callable | None = None, atol: float = DEFAULT_ATOL,
-               rtol: float = DEFAULT_RTOL, eps: float | None = None, seed: int = 0) -> Report:
-    """Check a loss's gradient ``∂L/∂output`` against central differences of ``L``.
+               rtol: float = DEFAULT_RTOL, eps: float | None = None, sample: int | None = None,
+               seed: int = 0) -> Report:
+    """Check a loss's gradient ``∂L/∂output`` against central differences of ``L``
+    (``sample=K``: at K random entries, for a large output).
 
     ``loss``: chainrule's, or your own in any convention of this module's docstring (a class,
     softmax and cross-entropy in one, ``loss, dx = f(x, y)``, or ``f`` with
@@ -276,30 +278,52 @@ def check_loss(loss: object, output: np.ndarray, y: np.ndarray, *,
     def loss_at(point: np.ndarray) -> float:
         return user.forward(point, y)
 
-    numeric = numerical_gradient(loss_at, output, eps)
-    if not np.isfinite(numeric).all():
-        entry = tuple(int(i) for i in np.argwhere(~np.isfinite(numeric))[0])
+    rng = np.random.default_rng(seed)
+    if sample is not None and sample < 1:
+        raise ValueError(f"sample must be >= 1, got {sample}")
+    entries = (None if sample is None or sample >= output.size
+               else np.sort(rng.choice(output.size, sample, replace=False)))
+    if entries is None:
+        numeric = numerical_gradient(loss_at, output, eps)
+    else:
+        def at_entries(values: np.ndarray) -> float:
+            moved = output.copy()
+            moved.reshape(-1)[entries] = values
+            return loss_at(moved)
+        numeric = np.full(output.shape, np.nan)  # only the sampled entries are known
+        numeric.reshape(-1)[entries] = numerical_gradient(
+            at_entries, output.reshape(-1)[entries].copy(), eps)
+    known = numeric if entries is None else numeric.reshape(-1)[entries]
+    if not np.isfinite(known).all():
+        flat = int(np.flatnonzero(~np.isfinite(known))[0])
+        entry = tuple(int(i) for i in np.unravel_index(
+            flat if entries is None else entries[flat], output.shape))
         step = steps_for(output, eps)[entry]
         raise ValueError(
             f"{label} gives a non-finite L within one finite-difference step ({step:.3g}) of "
             f"output{list(entry)} = {output[entry]:.6g}: check it at outputs farther from where "
             "the loss is undefined (e.g. probabilities away from 0), or pass an eps far below "
             "their distance from it")
-    direction = random_direction(np.random.default_rng(seed), output.shape)
-    row = Row(f"{label} ∂L/∂{wrt}", claimed, numeric, atol, rtol,
-              probe=probe(lambda t: loss_at(output + t * direction),
-                          float(np.sum(claimed * direction))))
+    direction = random_direction(rng, output.shape)
+    picked = (lambda values: values) if entries is None else (
+        lambda values: values.reshape(-1)[entries])
+    row = Row(f"{label} ∂L/∂{wrt}", picked(claimed), picked(numeric), atol, rtol,
+              positions=entries, probe=probe(lambda t: loss_at(output + t * direction),
+                                             float(np.sum(claimed * direction))))
     if not row.passed:
-        row.diagnosis = diagnose_loss(claimed, numeric, output, y)
+        row.diagnosis = diagnose_loss(claimed, numeric, output, y, entries)
     return Report(f"check_loss: {label}, batch {len(output)} (float64)", [row], notes=notes)
 
 
 def diagnose_loss(claimed: np.ndarray, numeric: np.ndarray, output: np.ndarray,
-                  y: np.ndarray) -> list[Diagnosis]:
+                  y: np.ndarray, entries: np.ndarray | None = None) -> list[Diagnosis]:
     """The mistakes a loss's wrong ``∂L/∂output`` shows: those of any gradient (a factor of
     B, the sign, ...), else ``shortcut_in_loss``, a claim of ``(A - T)`` or ``(A - T) / B``
-    (softmax and cross-entropy together) from a loss that takes the probabilities ``A``."""
-    found = diagnose_gradient(claimed, numeric, len(output))
+    (softmax and cross-entropy together) from a loss that takes the probabilities ``A``.
+    ``entries``: the flat entries ``numeric`` is known at (all when None)."""
+    def picked(values: np.ndarray) -> np.ndarray:
+        return values if entries is None else np.asarray(values).reshape(-1)[entries]
+    found = diagnose_gradient(picked(claimed), picked(numeric), len(output))
     if found:
         return found
     y = np.asarray(y)
@@ -307,8 +331,8 @@ def diagnose_loss(claimed: np.ndarray, numeric: np.ndarray, output: np.ndarray,
                and y.size and 0 <= y.min() and y.max() < output.shape[1] else y)
     if np.shape(targets) != output.shape:
         return []
-    shortcut = output - targets
+    shortcut = picked(output - targets)
     for scale in (1.0, 1.0 / len(output)):
-        if np.allclose(claimed, scale * shortcut, rtol=1e-6, atol=1e-12):
+        if np.allclose(picked(claimed), scale * shortcut, rtol=1e-6, atol=1e-12):
             return [named("shortcut_in_loss")]
     return []
