@@ -108,7 +108,7 @@ class UserLoss:
     def forward(self, output: np.ndarray, y: np.ndarray) -> float:
         """``L`` at ``output`` (float64, copied: the user's code may write into it)."""
         self._output, self._y = np.array(output, dtype=np.float64), y
-        before = dict(vars(self.obj)) if self.obj is not None else {}
+        before = dict(getattr(self.obj, "__dict__", {}))
         result = call_user(self.compute, *self._ordered(self._output.copy(), np.copy(y)),
                            name=self.compute_name)
         self._returned = None
@@ -160,7 +160,7 @@ class UserLoss:
                     f"the gradient is ∂L/∂{self.prediction_name}")
             if note not in self.notes:
                 self.notes.append(note)
-        before = dict(vars(self.obj)) if self.obj is not None else {}
+        before = dict(getattr(self.obj, "__dict__", {}))
         result = call_user(self.gradient, *arguments, name=name)
         if isinstance(result, tuple | list) and result and isinstance(result[0], np.ndarray):
             result = result[0]
