@@ -183,6 +183,9 @@ def test_what_cannot_be_read_gets_one_line(batch):
     with pytest.raises(ConventionError, match=r"returned shape \(5, 3\); a loss returns a "
                                               r"number, or one loss per sample \(5,\)"):
         cr.check_loss(lambda x, y: (x - 1) ** 2, z, y, gradient=lambda x, y: 2 * (x - 1))
+    with pytest.raises(TypeError, match=r"^loss must be a loss object or function, got str "
+                                        r"'cross_entropy': e\.g\. cr\.SoftmaxCrossEntropy\(\)"):
+        cr.gradcheck([cr.Dense(3, 3, seed=0)], "cross_entropy", z, y)
     with pytest.raises(ConventionError, match=r"^cannot tell how to check the loss object"):
         cr.check_loss(object(), z, y)
     with pytest.raises(ValueError, match=r"^y has 4 rows but output has 5$"):

@@ -130,6 +130,9 @@ def test_what_cannot_be_read_gets_one_line(data):
     with pytest.raises(ConventionError, match=r"^cannot tell how to check ForwardAndBackward: "
                                               r"backward takes 'lr'"):
         cr.check_model(ForwardAndBackward(), X, np.zeros((6, 3)))
+    with pytest.raises(TypeError, match=r"^model is a chainrule Sequential, which has no loss "
+                                        r"of its own: check it with cr\.gradcheck"):
+        cr.check_model(cr.mlp(4, [3], 3), X, y)
     with pytest.raises(ConventionError, match=r"^cannot tell how to check object: no loss"):
         cr.check_model(object(), X, y)
     with pytest.raises(UserCodeError, match=r"^TwoLayerNet\.loss raised ValueError"):

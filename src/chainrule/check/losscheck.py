@@ -204,6 +204,10 @@ def as_loss(loss: object, gradient: Callable | None = None) -> Loss | UserLoss:
                         f"{loss.__name__}({'...' if required_positional(loss) else ''})")
     if isinstance(loss, Loss) and gradient is None:
         return loss
+    if isinstance(loss, str | bytes | int | float | np.ndarray | list | tuple) or loss is None:
+        raise TypeError(f"loss must be a loss object or function, got {type(loss).__name__} "
+                        f"{loss!r:.60}: e.g. cr.SoftmaxCrossEntropy() for logits, or your own "
+                        "loss class instance")
     label = getattr(loss, "__name__", type(loss).__name__)
     if gradient is not None or inspect.isroutine(loss) or isinstance(loss, functools.partial):
         if not callable(loss) or (gradient is not None and not callable(gradient)):

@@ -32,6 +32,7 @@ from chainrule.check.losscheck import TARGET_NAMES
 from chainrule.check.numerical import as_float64, numerical_gradient
 from chainrule.check.report import DEFAULT_ATOL, DEFAULT_RTOL, Report, Row
 from chainrule.check.wrapped import copy_of
+from chainrule.nn.network import Sequential
 
 __all__ = ["check_model"]
 
@@ -191,6 +192,9 @@ def check_model(model: object, X: np.ndarray, y: np.ndarray, *, atol: float = DE
     if isinstance(model, type):
         raise TypeError(f"model is the class {model.__name__}; pass an instance: "
                         f"{model.__name__}(...)")
+    if isinstance(model, Sequential):
+        raise TypeError("model is a chainrule Sequential, which has no loss of its own: check "
+                        "it with cr.gradcheck(model, loss, X, y)")
     if sample is not None and sample < 1:
         raise ValueError(f"sample must be >= 1, got {sample}")
     checked = _Model(model, X, y)
