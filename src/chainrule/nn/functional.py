@@ -104,7 +104,10 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     about -709 (-88 in float32) ``exp(-z)`` overflows to inf and σ to its limit 0.
     (``(1 + tanh(z/2)) / 2`` cancels: it loses the digits of a small σ, and is 0 from z = -38.)"""
     z = np.asarray(z)
+    out = np.empty(z.shape, dtype=np.result_type(z.dtype, np.float16))  # ints -> float64
+    np.negative(z, out=out)
     with np.errstate(over="ignore"):
-        denominator = np.exp(-z)
-    denominator += 1
-    return 1 / denominator
+        np.exp(out, out=out)
+    out += 1
+    np.reciprocal(out, out=out)
+    return out[()] if out.ndim == 0 else out
