@@ -348,3 +348,47 @@ def test_float32_transposed_weights_are_checked_in_float64():
     assert report and report.rows[1].name == "Dense32 ∂/∂W"
     assert report.rows[1].max_rel_error < 1e-6  # float64 copies: float32 would be ~1e-3
     assert layer.W.dtype == np.float32 and not layer.W.flags.c_contiguous
+
+
+def test_a_layer_with_batch_statistics_is_checked_over_the_whole_batch(rng):
+    """A correct BatchNorm failed check_layer: refused as mixing rows at B > 1, and wrong at
+    B = 1, where the stack of ±h copies keeps each column's mean and hid the mixing."""
+    x = rng.normal(size=(6, 4))
+    report = cr.check_layer(attribute_style.BatchNorm(4), x)
+    assert report.passed, str(report)
+    assert report.rows[0].name == "BatchNorm input gradient (whole batch: it mixes rows)"
+    wrong = cr.check_layer(attribute_style.BatchNormAsIfPerRow(4), x)
+    assert not wrong.passed
+    assert wrong.rows[0].name.startswith("BatchNorm")  # still named after the user's class
+    assert [row.name for row in wrong.failed_rows][0].endswith("(whole batch: it mixes rows)")
+
+
+def test_torch_agrees_with_the_whole_batch_gradient_of_batch_norm(rng):
+    torch = pytest.importorskip("torch")
+    x, g = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+    layer = attribute_style.BatchNorm(3)
+    report = cr.check_layer(layer, x, grad_out=g, batch_sizes=[5])
+    inputs = torch.tensor(x, requires_grad=True)
+    out = torch.nn.functional.batch_norm(inputs, None, None, torch.tensor(layer.gamma),
+                                         torch.tensor(layer.beta), training=True, eps=1e-5)
+    out.backward(torch.tensor(g))
+    np.testing.assert_allclose(report.rows[0].numeric, inputs.grad.numpy(), rtol=1e-6,
+                               atol=1e-9)
+
+
+def test_rowwise_jacobian_sees_batch_statistics_at_batch_one():
+    from chainrule.check.numerical import MixesRowsError, rowwise_jacobian
+
+    def centred(batch):
+        return batch - batch.mean(axis=0)
+
+    with pytest.raises(MixesRowsError, match="mixes rows"):
+        rowwise_jacobian(centred, np.array([[0.5, -1.0, 2.0]]))
+
+
+def test_gradcheck_sends_a_layer_with_batch_statistics_to_check_layer(rng):
+    layers = [cr.Dense(3, 4, seed=0), attribute_style.BatchNorm(4), cr.Dense(4, 2, seed=1)]
+    with pytest.raises(ValueError, match=r"^layer 1 \(BatchNorm\)\.forward gives different "
+                                         r"results .*Check it alone: cr\.check_layer"):
+        cr.gradcheck(layers, cr.SoftmaxCrossEntropy(), rng.normal(size=(8, 3)),
+                     np.arange(8) % 2)

@@ -225,3 +225,31 @@ class AffineCache:
         x, W = cache
         return dout @ W.T, x.T @ dout, dout.sum(axis=0)
 
+
+class BatchNorm:
+    """Batch statistics in training mode: every output row depends on every input row."""
+
+    def __init__(self, n):
+        self.gamma = np.linspace(0.5, 1.5, n)
+        self.beta = np.full(n, 0.1)
+        self.eps = 1e-5
+
+    def forward(self, x):
+        self.inv_std = 1 / np.sqrt(x.var(axis=0) + self.eps)
+        self.xhat = (x - x.mean(axis=0)) * self.inv_std
+        return self.gamma * self.xhat + self.beta
+
+    def backward(self, dout):
+        self.dgamma = (dout * self.xhat).sum(axis=0)
+        self.dbeta = dout.sum(axis=0)
+        dxhat = dout * self.gamma
+        return self.inv_std * (dxhat - dxhat.mean(axis=0)
+                               - self.xhat * (dxhat * self.xhat).mean(axis=0))
+
+
+class BatchNormAsIfPerRow(BatchNorm):
+    """Forgets that the mean and variance depend on x: dx = dxhat / std."""
+
+    def backward(self, dout):
+        super().backward(dout)
+        return dout * self.gamma * self.inv_std

@@ -19,7 +19,13 @@ from chainrule.check.calls import UserCodeError
 from chainrule.check.contractions import parameter_contractions
 from chainrule.check.diagnosis import diagnose_gradient, diagnose_jacobian, identify_family, named
 from chainrule.check.kinks import kinked_at
-from chainrule.check.numerical import as_float64, rowwise_jacobian, steps_for
+from chainrule.check.numerical import (
+    MixesRowsError,
+    as_float64,
+    numerical_gradient,
+    rowwise_jacobian,
+    steps_for,
+)
 from chainrule.check.report import DEFAULT_ATOL, DEFAULT_RTOL, Diagnosis, Report, Row
 
 __all__ = ["check_layer", "claimed_jacobian", "layer_rows", "probe", "random_direction",
@@ -140,12 +146,15 @@ def in_parameter_shape(gradient: np.ndarray, shape: tuple[int, ...],
 def layer_rows(layer: object, x: np.ndarray, grad_out: np.ndarray, label: str,
                index: int | None, extra_upstream: np.ndarray | None, sample: int | None,
                rng: np.random.Generator, atol: float, rtol: float,
-               eps: float | None) -> tuple[list[Row], np.ndarray, dict]:
+               eps: float | None, mixing: bool = False) -> tuple[list[Row], np.ndarray, dict]:
     """Rows of one layer checked in isolation with upstream ``grad_out``.
 
     Returns the rows, the numeric per-row Jacobian ``(B, m, n)`` and, when
     ``extra_upstream`` is given, for each parameter ``(entries, positions, numeric
     contraction with extra_upstream)``, e.g. the numeric ``∂L/∂θ`` of a whole network.
+    ``mixing=True``: a layer that mixes the rows of the batch (batch statistics), which has
+    no per-row Jacobian (None is returned), has its input gradient checked against central
+    differences of ``Σ grad_out ⊙ forward(x)`` over the whole batch instead of refused.
     """
     y = as_float64(f"{label} output", layer.forward(x))
     grad_in = as_float64(f"{label} backward", layer.backward(grad_out))
@@ -154,6 +163,11 @@ def layer_rows(layer: object, x: np.ndarray, grad_out: np.ndarray, label: str,
         jacobian = rowwise_jacobian(layer.forward, x, eps, f"{label}.forward")
     except UserCodeError:  # the stacked batch has a shape the code cannot take
         jacobian = _jacobian_at_shape(layer.forward, x, y.shape[1], eps)
+    except MixesRowsError:
+        if not mixing:
+            raise
+        return _whole_batch_rows(layer, x, grad_out, grad_in, stored, label, index, sample,
+                                 rng, atol, rtol, eps), None, {}
     jacobian_row = _returned_jacobian_row(layer, x, y, grad_in, jacobian, label, index, atol,
                                           rtol)
     if jacobian_row is None and grad_in.shape != x.shape:
@@ -175,6 +189,43 @@ def layer_rows(layer: object, x: np.ndarray, grad_out: np.ndarray, label: str,
         rows[0].diagnosis = _diagnose_input(layer, x, y, grad_out, grad_in, jacobian)
     extra = {}
     upstream = grad_out[None] if extra_upstream is None else np.stack([grad_out, extra_upstream])
+    rows += _parameter_rows(layer, x, grad_out, upstream, stored, label, index, sample, rng,
+                            atol, rtol, eps, extra if extra_upstream is not None else None)
+    return rows, jacobian, extra
+
+
+def _whole_batch_rows(layer: object, x: np.ndarray, grad_out: np.ndarray, grad_in: np.ndarray,
+                      stored: dict, label: str, index: int | None, sample: int | None,
+                      rng: np.random.Generator, atol: float, rtol: float,
+                      eps: float | None) -> list[Row]:
+    """The rows of a layer that mixes rows: its input gradient against central differences
+    of ``φ(x) = Σ grad_out ⊙ forward(x)``, every entry moved in the whole batch."""
+    def phi(moved: np.ndarray) -> float:
+        return float(np.sum(grad_out * as_float64(f"{label} output", layer.forward(moved))))
+
+    numeric = numerical_gradient(phi, x, eps)
+    problem = None
+    if grad_in.shape != x.shape:
+        problem = f"backward returned shape {grad_in.shape}, not the input's {x.shape}"
+    direction = random_direction(rng, x.shape)
+    row = Row(f"{label} input gradient (whole batch: it mixes rows)",
+              np.zeros(x.shape) if problem else grad_in, numeric,
+              atol, rtol, index, problem=problem,
+              probe=None if problem else probe(lambda t: phi(x + t * direction),
+                                               np.sum(grad_in * direction)))
+    if not row.passed and not problem:
+        row.diagnosis = diagnose_gradient(grad_in, numeric, len(x))
+    return [row, *_parameter_rows(layer, x, grad_out, grad_out[None], stored, label, index,
+                                  sample, rng, atol, rtol, eps, None)]
+
+
+def _parameter_rows(layer: object, x: np.ndarray, grad_out: np.ndarray, upstream: np.ndarray,
+                    stored: dict, label: str, index: int | None, sample: int | None,
+                    rng: np.random.Generator, atol: float, rtol: float, eps: float | None,
+                    extra: dict | None) -> list[Row]:
+    """One row per parameter: its stored gradient against ``upstream[0]`` contracted with
+    its numeric derivative (``extra``, when given, gets ``upstream[1]``'s contraction)."""
+    rows = []
     for name, param in layer.params.items():
         if sample is None or sample >= param.size:
             entries = np.arange(param.size)
@@ -199,9 +250,9 @@ def layer_rows(layer: object, x: np.ndarray, grad_out: np.ndarray, label: str,
         elif not row.passed and not problem:
             row.diagnosis = diagnose_gradient(row.analytic, row.numeric, len(x), name)
         rows.append(row)
-        if extra_upstream is not None:
+        if extra is not None:
             extra[name] = (entries, positions, shaped(numeric[1]))
-    return rows, jacobian, extra
+    return rows
 
 
 def _shaper(shape: tuple, full: bool) -> Callable[[np.ndarray], np.ndarray]:
@@ -264,7 +315,7 @@ def _one_shape(layer: object, x: np.ndarray, grad_out: np.ndarray | None, label:
     copied = copy.deepcopy(layer)
     grad_out = _upstream(grad_out, np.shape(copied.forward(x)), rng)
     rows, _, _ = layer_rows(copied, x, grad_out, label, None, None, sample, rng, atol, rtol,
-                            eps)
+                            eps, mixing=True)
     return rows
 
 

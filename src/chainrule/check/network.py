@@ -28,7 +28,7 @@ from chainrule.check.layercheck import (
     to_float64,
 )
 from chainrule.check.losscheck import TARGET_NAMES, UserLoss, as_loss, diagnose_loss
-from chainrule.check.numerical import STEP, as_float64, numerical_gradient
+from chainrule.check.numerical import STEP, MixesRowsError, as_float64, numerical_gradient
 from chainrule.check.report import DEFAULT_ATOL, DEFAULT_RTOL, Report, Row
 from chainrule.check.wrapped import WrappedLayer
 from chainrule.nn import layers
@@ -279,8 +279,14 @@ def gradcheck(model: Sequential | Sequence[object], loss: Loss, X: np.ndarray, y
         layer = model.layers[index]
         label = f"layer {index} ({_name(layer)})"
         grad_out = rng.standard_normal(activations[index + 1].shape)
-        rows, jacobian, extra = layer_rows(layer, activations[index], grad_out, label, index,
-                                            upstream, sample, rng, atol, rtol, eps)
+        try:
+            rows, jacobian, extra = layer_rows(layer, activations[index], grad_out, label,
+                                                index, upstream, sample, rng, atol, rtol, eps)
+        except MixesRowsError as error:
+            raise MixesRowsError(
+                f"{error}; gradcheck chains the layers' per-row Jacobians, which it has none "
+                f"of. Check it alone: cr.check_layer(layer, x) takes layers that mix rows") \
+                from None
         for name, (entries, positions, numeric) in extra.items():
             shape = layer.params[name].shape
             stored = network_grads[f"{index}.{name}"]

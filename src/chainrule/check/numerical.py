@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["numerical_gradient", "numerical_jacobian", "rowwise_jacobian"]
+__all__ = ["MixesRowsError", "numerical_gradient", "numerical_jacobian", "rowwise_jacobian"]
 
 STEP = float(np.cbrt(np.finfo(np.float64).eps))  # optimal central-difference step ≈ 6e-6
 CHUNK_ELEMENTS = 1 << 22  # at most ~32 MB of float64 per stacked call
@@ -102,7 +102,7 @@ def rowwise_jacobian(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
     """Per-row Jacobians ``(B, m, n)`` of a row-wise ``f: (B, n) -> (B, m)`` at ``x``.
 
     Feature ``j`` of every row is moved by ``±h`` at once; the ``2n`` perturbed copies of
-    the batch (plus the unperturbed one; with its first row alone, this verifies that ``f``
+    the batch (plus the unperturbed one; with one moved row alone, this verifies that ``f``
     really treats rows independently) are stacked into calls of at most ~4M elements.
     ``f`` must give the same output twice for the same input (no random mask); ``name``
     is how errors call it.
@@ -129,8 +129,10 @@ def rowwise_jacobian(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
             flat = np.concatenate([x, flat])
         out = np.asarray(f(flat), dtype=np.float64)
         if begin == 0:
-            first_row = np.asarray(f(x[:1]), dtype=np.float64)
-            if not (_same(centre, out[:batch]) and _same(centre[:1], first_row)):
+            # One moved row alone: a stack of ±h copies keeps the batch mean of each column,
+            # so x's rows could come out the same in it even from batch statistics.
+            moved_row = np.asarray(f(flat[batch:batch + 1]), dtype=np.float64)
+            if not (_same(centre, out[:batch]) and _same(out[batch:batch + 1], moved_row)):
                 raise _not_rowwise(name, random=not _same(
                     centre, np.asarray(f(x), dtype=np.float64)))
             out = out[batch:]
@@ -149,6 +151,11 @@ def _same(first: np.ndarray, second: np.ndarray) -> bool:
         return False
 
 
+class MixesRowsError(ValueError):
+    """``f`` is deterministic but does not treat the rows of a batch independently (batch
+    statistics): it has no per-row Jacobian."""
+
+
 def _not_rowwise(name: str, random: bool) -> ValueError:
     """Why the rows of the batch did not come out the same stacked with others, or alone."""
     if random:
@@ -156,6 +163,6 @@ def _not_rowwise(name: str, random: bool) -> ValueError:
                           "(random, like a dropout mask), so no derivative can be measured: "
                           "check it with the randomness fixed (the same mask every call, a "
                           "seed set inside it, or its evaluation mode)")
-    return ValueError(f"{name} gives different results for the same rows when other rows are "
-                      "stacked with them: it mixes rows of the batch (e.g. batch statistics), "
-                      "so it cannot be checked row by row")
+    return MixesRowsError(f"{name} gives different results for the same rows when other rows "
+                          "are stacked with them: it mixes rows of the batch (e.g. batch "
+                          "statistics), so it cannot be checked row by row")
