@@ -360,7 +360,7 @@ def test_a_layer_with_batch_statistics_is_checked_over_the_whole_batch(rng):
     wrong = cr.check_layer(attribute_style.BatchNormAsIfPerRow(4), x)
     assert not wrong.passed
     assert wrong.rows[0].name.startswith("BatchNorm")  # still named after the user's class
-    assert [row.name for row in wrong.failed_rows][0].endswith("(whole batch: it mixes rows)")
+    assert wrong.failed_rows[0].name.endswith("(whole batch: it mixes rows)")
 
 
 def test_torch_agrees_with_the_whole_batch_gradient_of_batch_norm(rng):
