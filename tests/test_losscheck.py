@@ -266,5 +266,8 @@ def test_cli_check_loss_says_what_is_wrong_in_one_line(capsys):
         assert err.count("\n") == 1, err
     assert main(["check-loss", f"{USER_LOSSES}:MeanSquaredError", "--classes", "2", "--output",
                  "values"]) == 3  # labels (5,) do not broadcast against (5, 2) in its code
-    assert capsys.readouterr().err.startswith(
+    err = capsys.readouterr().err
+    assert err.startswith(
         "chainrule check-loss: your code raised: MeanSquaredError.loss raised ValueError")
+    assert err.rstrip().endswith("(the targets were class labels (5,); for a loss on values "
+                                 "pass --targets values, or --targets onehot)")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chainrule.check.calls import call_user
+from chainrule.check.calls import UserCodeError, call_user
 from chainrule.check.functions import check_jacobian
 from chainrule.check.layercheck import check_layer
 from chainrule.check.losscheck import check_loss
@@ -160,7 +160,14 @@ def check_loss_of(loss: object, classes: int, arguments: dict | None = None,
     at = softmax(logits) if output == "probabilities" else logits
     y = {"labels": labels, "onehot": np.eye(classes)[labels],
          "values": _points((rows, classes), seed + 1)}[targets]
-    report = check_loss(loss, at, y, gradient=gradient, seed=seed)
+    try:
+        report = check_loss(loss, at, y, gradient=gradient, seed=seed)
+    except UserCodeError as error:
+        if targets != "labels":
+            raise
+        raise UserCodeError(f"{error} (the targets were class labels {y.shape}; for a loss on "
+                            "values pass --targets values, or --targets onehot)",
+                            error.location, error.function, error.shapes) from error.__cause__
     built = f"({_arguments(arguments)})" if arguments else ""
     report.title = (f"check-loss: {name}{built} at {output} {at.shape}, targets {targets} "
                     f"{y.shape}")

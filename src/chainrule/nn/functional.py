@@ -109,5 +109,5 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     with np.errstate(over="ignore"):
         np.exp(out, out=out)
     out += 1
-    np.reciprocal(out, out=out)
+    np.divide(1, out, out=out)  # NumPy's float32 reciprocal is slower than 1 / x here
     return out[()] if out.ndim == 0 else out
