@@ -116,8 +116,8 @@ class OnlyForward:
 
 
 class ForwardAndBackward(OnlyForward):
-    def backward(self, X, y, lr):
-        self.W -= lr
+    def backward(self, X, y, epoch):
+        self.dW = X.T @ (self.forward(X) - y) / epoch
 
 
 def test_what_cannot_be_read_gets_one_line(data):
@@ -128,7 +128,7 @@ def test_what_cannot_be_read_gets_one_line(data):
                                               r"returns no gradients and there is no backward"):
         cr.check_model(OnlyForward(), X, np.zeros((6, 3)))
     with pytest.raises(ConventionError, match=r"^cannot tell how to check ForwardAndBackward: "
-                                              r"backward takes 'lr'"):
+                                              r"backward takes 'epoch'"):
         cr.check_model(ForwardAndBackward(), X, np.zeros((6, 3)))
     with pytest.raises(TypeError, match=r"^model is a chainrule Sequential, which has no loss "
                                         r"of its own: check it with cr\.gradcheck"):
@@ -137,3 +137,20 @@ def test_what_cannot_be_read_gets_one_line(data):
         cr.check_model(object(), X, y)
     with pytest.raises(UserCodeError, match=r"^TwoLayerNet\.loss raised ValueError"):
         cr.check_model(models.TwoLayerNet(4, 5, 3), X[:, :3], y)
+
+
+def test_a_backward_that_updates_the_weights_is_read_from_its_update(data):
+    X, y = data
+    T = np.eye(3)[y]
+    net = models.NetworkThatUpdatesItself(4, 5, 3)
+    report = cr.check_model(net, X, T)
+    assert report.passed, str(report)
+    assert report.title.endswith("gradients read from its update at learning rate 1")
+    assert sorted(by_name(report)) == ["∂L/∂W1", "∂L/∂W2", "∂L/∂b1", "∂L/∂b2"]
+    reference = models.NeuralNetwork(4, 5, 3)
+    reference.forward(X)
+    reference.backward(X, T)
+    np.testing.assert_allclose(by_name(report)["∂L/∂W1"].analytic, reference.dW1, rtol=1e-12,
+                               atol=1e-15)
+    forgot = cr.check_model(models.NetworkForgetsToUpdateB2(4, 5, 3), X, T)
+    assert [row.name for row in forgot.failed_rows] == ["∂L/∂b2"]  # claimed 0: not updated

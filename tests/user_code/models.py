@@ -93,3 +93,21 @@ class NeuralNetworkSigmoidDerivative(NeuralNetwork):
         self.dz1 = (self.dz2 @ self.W2.T) * self.a1 * (1 - self.a1)
         self.dW1 = X.T @ self.dz1 / m
         self.db1 = self.dz1.sum(axis=0, keepdims=True) / m
+
+
+class NetworkThatUpdatesItself(NeuralNetwork):
+    """backward(X, y, learning_rate) applies the update, as many tutorials' train loops do."""
+
+    def backward(self, X, y, learning_rate):
+        super().backward(X, y)
+        self.W1 = self.W1 - learning_rate * self.dW1  # rebinds
+        self.b1 -= learning_rate * self.db1  # in place
+        self.W2 -= learning_rate * self.dW2
+        self.b2 -= learning_rate * self.db2
+
+
+class NetworkForgetsToUpdateB2(NetworkThatUpdatesItself):
+    def backward(self, X, y, learning_rate):
+        b2 = self.b2.copy()
+        super().backward(X, y, learning_rate)
+        self.b2 = b2

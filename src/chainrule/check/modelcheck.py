@@ -10,9 +10,10 @@ Read are:
   ``compute_loss``, ``cost``, ... in either order, told by the names) or on ``(X, y)``, and
   ``model.backward(...)`` (or ``backprop``, ``gradients``, ...) taking any of ``X``, ``y``
   and the output by name, or nothing, that returns a dict of gradients or stores each beside
-  its parameter (``dW1`` for ``W1``, ``grad_W1``, ...). Parameters are the arrays set before
-  the first forward that forward leaves as they are: cached activations (``z1``, ``a1``) and
-  their ``dz1`` are not.
+  its parameter (``dW1`` for ``W1``, ``grad_W1``, ...); one that also takes a learning rate
+  and updates the weights itself is called with rate 1 and read from the update. Parameters
+  are the arrays set before the first forward that forward leaves as they are: cached
+  activations (``z1``, ``a1``) and their ``dz1`` are not.
 
 The model is copied (its parameters in float64) and only the copy is run.
 """
@@ -20,11 +21,17 @@ The model is copied (its parameters in float64) and only the copy is run.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable
 
 import numpy as np
 
-from chainrule.check.adapters import ConventionError, is_gradient_of, required_positional
+from chainrule.check.adapters import (
+    RATE_NAMES,
+    ConventionError,
+    is_gradient_of,
+    required_positional,
+)
 from chainrule.check.calls import call_user
 from chainrule.check.diagnosis import diagnose_gradient
 from chainrule.check.layercheck import in_parameter_shape, probe, random_direction
@@ -42,6 +49,7 @@ LOSS_METHODS = ("loss", "compute_loss", "cost", "compute_cost", "loss_function",
 BACKWARD_METHODS = ("backward", "backprop", "backpropagation", "backward_pass",
                     "backward_propagation", "gradients", "compute_gradients", "gradient")
 INPUT_NAMES = frozenset({"x", "inputs", "input", "data", "features", "x_batch", "x_train"})
+PARAMETER_LIKE = re.compile(r"(w|b|weights?|bias(es)?|kernel|gamma|beta)_?\d*$", re.IGNORECASE)
 OUTPUT_NAMES = frozenset({"output", "outputs", "out", "y_pred", "ypred", "y_hat", "yhat",
                           "pred", "preds", "predictions", "probs", "scores", "logits", "a",
                           "a2", "activation"})
@@ -84,7 +92,7 @@ class _Model:
             raise self._unreadable("no loss method")
         self.loss_fn = getattr(self.model, loss_name) if loss_name else None
         self.loss_takes = self._loss_arguments()
-        self.returns_grads = False
+        self.returns_grads = self.updates_itself = False
         self.names: list[str] = []
 
     def _parameter_store(self) -> dict:
@@ -149,20 +157,26 @@ class _Model:
         backward = getattr(self.model, self.backward_name)
         values = {"x": self.X.copy(), "y": np.copy(self.y), "output": getattr(self, "output",
                                                                                None)}
-        arguments = []
+        values["rate"] = 1.0  # a backward that updates the weights: W -= 1 · dW
+        arguments, kinds = [], []
         for name in (name.lower() for name in required_positional(backward)):
             kind = ("x" if name in INPUT_NAMES else "y" if name in TARGET_NAMES
-                    else "output" if name in OUTPUT_NAMES else None)
+                    else "output" if name in OUTPUT_NAMES else "rate" if name in RATE_NAMES
+                    else None)
             if kind is None or values[kind] is None:
                 raise self._unreadable(f"{self.backward_name} takes {name!r}; chainrule passes "
-                                       "X, y or the output by those names")
+                                       "X, y, the output or a learning rate by those names")
             arguments.append(values[kind])
-        result = call_user(backward, *arguments, name=f"{self.label}.{self.backward_name}")
-        if isinstance(result, dict):
-            return result
+            kinds.append(kind)
         parameters = [name for name, value in before.items()
                       if isinstance(getattr(self.model, name, None), np.ndarray)
                       and np.array_equal(getattr(self.model, name), value)]
+        kept = {name: getattr(self.model, name).copy() for name in parameters}
+        result = call_user(backward, *arguments, name=f"{self.label}.{self.backward_name}")
+        if isinstance(result, dict):
+            return result
+        if "rate" in kinds:
+            return self._updates(kept)
         found = {}
         for name in parameters:
             partners = [other for other in vars(self.model)
@@ -173,6 +187,19 @@ class _Model:
             raise self._unreadable(f"{self.backward_name} returned no dict of gradients and "
                                    "stored none beside a parameter (dW1 for W1, ...)")
         return found
+
+    def _updates(self, kept: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The gradients a backward that took learning rate 1 applied, ``W_before - W_after``,
+        by parameter (those it changed, and those named like one: a W or b it forgot to
+        update has gradient 0); each parameter is then put back."""
+        self.updates_itself = True
+        gradients = {}
+        for name, value in kept.items():
+            after = np.asarray(getattr(self.model, name), dtype=np.float64)
+            if not np.array_equal(after, value) or PARAMETER_LIKE.match(name):
+                gradients[name] = value - after
+            setattr(self.model, name, value.copy())  # it may have rebound it: W = W - lr * dW
+        return gradients
 
     def parameter(self, name: str) -> np.ndarray:
         return self._parameter_store()[name]
@@ -231,7 +258,9 @@ def check_model(model: object, X: np.ndarray, y: np.ndarray, *, atol: float = DE
     failed = sorted((row for row in rows if not row.passed),
                     key=lambda row: not row.diagnosis)  # a named mistake first
     how = ("loss, grads = loss(X, y)" if checked.returns_grads
-           else f"{checked.backward_name} after {checked.loss_fn.__name__}")
+           else f"{checked.backward_name} after {checked.loss_fn.__name__}" + (
+               ", gradients read from its update at learning rate 1"
+               if checked.updates_itself else ""))
     return Report(f"check_model: {checked.label}, batch {len(X)} (float64), {how}", rows,
                   cause=failed[0].name if failed else None)
 
