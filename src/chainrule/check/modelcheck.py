@@ -155,9 +155,9 @@ class _Model:
             raise self._unreadable("its loss returns no gradients and there is no backward "
                                    f"method ({', '.join(BACKWARD_METHODS)})")
         backward = getattr(self.model, self.backward_name)
-        values = {"x": self.X.copy(), "y": np.copy(self.y), "output": getattr(self, "output",
-                                                                               None)}
-        values["rate"] = 1.0  # a backward that updates the weights: W -= 1 · dW
+        # rate: for a backward that updates the weights itself, W -= 1 · dW
+        values = {"x": self.X.copy(), "y": np.copy(self.y),
+                  "output": getattr(self, "output", None), "rate": 1.0}
         arguments, kinds = [], []
         for name in (name.lower() for name in required_positional(backward)):
             kind = ("x" if name in INPUT_NAMES else "y" if name in TARGET_NAMES
