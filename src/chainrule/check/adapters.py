@@ -19,8 +19,8 @@ import numpy as np
 from chainrule.check.calls import UserCodeError, call_user
 from chainrule.check.wrapped import WrappedLayer, copy_of, split_output
 
-__all__ = ["ConventionError", "as_layer", "backward_arguments", "is_gradient_of",
-           "required_positional", "stored_attribute"]
+__all__ = ["ConventionError", "as_layer", "backward_arguments", "find_method", "float_arrays",
+           "is_gradient_of", "required_positional", "stored_attribute"]
 
 FORWARD_NAMES = ("forward", "forwards", "forward_pass", "fprop", "__call__")
 BACKWARD_NAMES = ("backward", "backwards", "backprop", "back", "backward_pass", "bprop")
@@ -81,7 +81,8 @@ def is_gradient_of(candidate: str, parameter: str) -> bool:
     return False
 
 
-def _arrays(obj: object) -> dict[str, np.ndarray]:
+def float_arrays(obj: object) -> dict[str, np.ndarray]:
+    """``obj``'s floating-point array attributes, by name (none without a ``__dict__``)."""
     return {name: value for name, value in getattr(obj, "__dict__", {}).items()
             if isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating)}
 
@@ -94,12 +95,12 @@ def _methods(obj: object) -> list[str]:
 def _explain(obj: object, reason: str) -> ConventionError:
     """One error: what is missing, what was found, and the ``wrap_layer`` call to write."""
     name, methods = type(obj).__name__, _methods(obj)
-    arrays = ", ".join(f"{key} {value.shape}" for key, value in _arrays(obj).items()) or "none"
+    arrays = ", ".join(f"{key} {value.shape}" for key, value in float_arrays(obj).items()) or "none"
     backward = next((method for method in methods if "back" in method.lower()), "backward")
     forward = next((method for method in methods if method != backward and any(
         word in method.lower() for word in ("forward", "prop", "call", "predict", "run"))),
         "forward")
-    example = next(iter(_arrays(obj)), "W")
+    example = next(iter(float_arrays(obj)), "W")
     return ConventionError(
         f"cannot tell how to check {name}: {reason}. Found methods {methods}, array "
         f"attributes: {arrays}. Map it explicitly: chainrule.wrap_layer(layer, "
@@ -107,14 +108,22 @@ def _explain(obj: object, reason: str) -> ConventionError:
         f"grads={{'{example}': 'd{example}'}})")
 
 
-def _find_method(obj: object, names: tuple[str, ...], what: str) -> str:
-    """The first of ``names`` that is a method of ``obj``."""
+def find_method(obj: object, names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` that is a method of ``obj``, or None."""
     for name in names:
         if name == "__call__" and not callable(obj):
             continue
         if callable(getattr(obj, name, None)):
             return name
-    raise _explain(obj, f"no {what} method ({', '.join(names)})")
+    return None
+
+
+def _find_method(obj: object, names: tuple[str, ...], what: str) -> str:
+    """The first of ``names`` that is a method of ``obj``; else one error saying what is."""
+    found = find_method(obj, names)
+    if found is None:
+        raise _explain(obj, f"no {what} method ({', '.join(names)})")
+    return found
 
 
 def stored_attribute(obj: object, names: tuple[str, ...], before: dict[str, object]) -> str | None:
@@ -226,7 +235,7 @@ def _constants(obj: object, trial: object, params: dict, grads: dict) -> list[st
     backward, with no gradient beside them: perhaps parameters chainrule cannot see."""
     used = {ref[1] for ref in [*params.values(), *grads.values()] if ref and ref[0] == "attr"}
     found = []
-    for name, value in _arrays(obj).items():
+    for name, value in float_arrays(obj).items():
         after = getattr(trial, name, None)
         if (name not in used and name not in (*OUTPUT_NAMES, *GRAD_INPUT_NAMES, *INPUT_NAMES)
                 and isinstance(after, np.ndarray) and after.shape == value.shape

@@ -33,6 +33,7 @@ from chainrule.check.adapters import (
     GRAD_INPUT_NAMES,
     OUTPUT_NAMES,
     ConventionError,
+    find_method,
     required_positional,
     stored_attribute,
 )
@@ -44,7 +45,8 @@ from chainrule.check.report import DEFAULT_ATOL, DEFAULT_RTOL, Diagnosis, Report
 from chainrule.check.wrapped import copy_of
 from chainrule.nn.losses import Loss
 
-__all__ = ["TARGET_NAMES", "UserLoss", "as_loss", "check_loss", "diagnose_loss"]
+__all__ = ["TARGET_NAMES", "UserLoss", "as_loss", "check_loss", "diagnose_loss",
+           "targets_first"]
 
 LOSS_METHODS = ("forward", "__call__", "loss", "calculate", "compute_loss", "compute")
 GRADIENT_METHODS = ("backward", "backwards", "backprop", "backward_pass", "gradient",
@@ -67,21 +69,18 @@ def _targets_first(function: Callable, label: str) -> bool:
             f"{label} takes {len(names)} arguments {names}; chainrule calls a loss with the "
             "predictions and the targets. Map it: cr.check_loss(lambda output, y: ..., output, "
             "y, gradient=lambda output, y: ...)")
+    return targets_first(names)
+
+
+def targets_first(names: list[str]) -> bool:
+    """Whether two lower-case parameter names are ``(targets, predictions)``: the first is a
+    target's name (``y_true``, ``t``, ...) and the second is not."""
     return names[0] in TARGET_NAMES and names[1] not in TARGET_NAMES
 
 
 def _prediction_name(function: Callable, targets_first: bool) -> str:
     names = required_positional(function)
     return names[1 if targets_first else 0] if len(names) == 2 else "output"
-
-
-def _find(obj: object, names: tuple[str, ...]) -> str | None:
-    for name in names:
-        if name == "__call__" and not callable(obj):
-            continue
-        if callable(getattr(obj, name, None)):
-            return name
-    return None
 
 
 class UserLoss:
@@ -181,8 +180,8 @@ class UserLoss:
             return ((np.copy(self._y),) if names[0] in TARGET_NAMES else
                     (np.float64(1.0),) if names[0] in UPSTREAM_NAMES else (fed,))
         if len(names) == 2:
-            first_is_target = names[0] in TARGET_NAMES and names[1] not in TARGET_NAMES
-            return (np.copy(self._y), fed) if first_is_target else (fed, np.copy(self._y))
+            return ((np.copy(self._y), fed) if targets_first(names)
+                    else (fed, np.copy(self._y)))
         raise ConventionError(
             f"{self.label}.{self.gradient.__name__} takes {len(names)} arguments {names}; "
             "chainrule calls it with nothing, the targets, or the predictions and the targets. "
@@ -215,7 +214,7 @@ def as_loss(loss: object, gradient: Callable | None = None) -> Loss | UserLoss:
                             "targets) gives ∂L/∂predictions")
         return UserLoss(None, loss, gradient, label)
     copied = copy_of(loss)
-    compute = _find(copied, LOSS_METHODS)
+    compute = find_method(copied, LOSS_METHODS)
     if compute is None:
         methods = sorted(name for name in dir(loss) if not name.startswith("_")
                          and callable(getattr(loss, name, None)))
@@ -223,7 +222,7 @@ def as_loss(loss: object, gradient: Callable | None = None) -> Loss | UserLoss:
             f"cannot tell how to check the loss {label}: no method computes it "
             f"({', '.join(LOSS_METHODS)}); found methods {methods}. Map it: cr.check_loss("
             "lambda output, y: ..., output, y, gradient=lambda output, y: ...)")
-    backward = _find(copied, GRADIENT_METHODS)
+    backward = find_method(copied, GRADIENT_METHODS)
     return UserLoss(copied, getattr(copied, compute),
                     getattr(copied, backward) if backward is not None else None, label)
 

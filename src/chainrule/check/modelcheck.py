@@ -29,13 +29,15 @@ import numpy as np
 from chainrule.check.adapters import (
     RATE_NAMES,
     ConventionError,
+    find_method,
+    float_arrays,
     is_gradient_of,
     required_positional,
 )
 from chainrule.check.calls import call_user
 from chainrule.check.diagnosis import diagnose_gradient
 from chainrule.check.layercheck import in_parameter_shape, probe, random_direction
-from chainrule.check.losscheck import TARGET_NAMES
+from chainrule.check.losscheck import TARGET_NAMES, targets_first
 from chainrule.check.numerical import as_float64, numerical_gradient
 from chainrule.check.report import DEFAULT_ATOL, DEFAULT_RTOL, Report, Row
 from chainrule.check.wrapped import copy_of
@@ -66,15 +68,6 @@ def _positional(function: Callable) -> list[str]:
             if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)]
 
 
-def _method(obj: object, names: tuple[str, ...]) -> str | None:
-    return next((name for name in names if callable(getattr(obj, name, None))), None)
-
-
-def _float_arrays(obj: object) -> dict[str, np.ndarray]:
-    return {name: value for name, value in getattr(obj, "__dict__", {}).items()
-            if isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating)}
-
-
 class _Model:
     """The loss ``L(X, y)`` and the gradients of a user's model (a copy), as it computes them."""
 
@@ -82,18 +75,18 @@ class _Model:
         self.label = type(model).__name__
         self.model, self.X, self.y = copy_of(model), X, y
         self.params_dict = isinstance(getattr(self.model, "params", None), dict)
-        for name, value in self._parameter_store().items():  # checked in float64
+        store = self._parameter_store()
+        for name, value in store.items():  # checked in float64
             if isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.floating):
-                self._parameter_store()[name] = value.astype(np.float64)
-        loss_name = _method(self.model, LOSS_METHODS)
-        self.forward_name = _method(self.model, FORWARD_METHODS)
-        self.backward_name = _method(self.model, BACKWARD_METHODS)
-        if loss_name is None and self.forward_name is None:
+                store[name] = value.astype(np.float64)
+        loss_name = find_method(self.model, LOSS_METHODS)
+        if loss_name is None:
             raise self._unreadable("no loss method")
-        self.loss_fn = getattr(self.model, loss_name) if loss_name else None
+        self.loss_fn = getattr(self.model, loss_name)
+        self.forward_name = find_method(self.model, FORWARD_METHODS)
+        self.backward_name = find_method(self.model, BACKWARD_METHODS)
         self.loss_takes = self._loss_arguments()
         self.returns_grads = self.updates_itself = False
-        self.names: list[str] = []
 
     def _parameter_store(self) -> dict:
         return self.model.params if self.params_dict else getattr(self.model, "__dict__", {})
@@ -108,16 +101,13 @@ class _Model:
 
     def _loss_arguments(self) -> str:
         """``"X, y"``, ``"output, y"`` or ``"y, output"``: what the loss method takes."""
-        if self.loss_fn is None:
-            raise self._unreadable("no loss method")
         names = [name.lower() for name in _positional(self.loss_fn)]
         if len(names) < 2 or len(required_positional(self.loss_fn)) > 2:
             raise self._unreadable(f"{self.loss_fn.__name__} takes {len(names)} arguments "
                                    f"{names}, not two (X and y, or the output and y)")
         if names[0] in INPUT_NAMES:
             return "X, y"
-        return "y, output" if names[0] in TARGET_NAMES and names[1] not in TARGET_NAMES \
-            else "output, y"
+        return "y, output" if targets_first(names) else "output, y"
 
     def loss(self) -> float:
         """``L`` at the model's current parameters; leaves its caches for backward."""
@@ -225,7 +215,7 @@ def check_model(model: object, X: np.ndarray, y: np.ndarray, *, atol: float = DE
     if sample is not None and sample < 1:
         raise ValueError(f"sample must be >= 1, got {sample}")
     checked = _Model(model, X, y)
-    before = {name: value.copy() for name, value in _float_arrays(checked.model).items()}
+    before = {name: value.copy() for name, value in float_arrays(checked.model).items()}
     value = checked.loss()
     if not np.isfinite(value):
         raise ValueError(f"{checked.label} gives L = {value} at these parameters and X")
