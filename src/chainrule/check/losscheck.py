@@ -40,7 +40,12 @@ from chainrule.check.adapters import (
 from chainrule.check.calls import call_user
 from chainrule.check.diagnosis import diagnose_gradient, named
 from chainrule.check.layercheck import probe, random_direction
-from chainrule.check.numerical import as_float64, numerical_gradient, steps_for
+from chainrule.check.numerical import (
+    as_float64,
+    numerical_gradient_at,
+    sampled_entries,
+    steps_for,
+)
 from chainrule.check.report import DEFAULT_ATOL, DEFAULT_RTOL, Diagnosis, Report, Row
 from chainrule.check.wrapped import copy_of
 from chainrule.nn.losses import Loss
@@ -99,7 +104,8 @@ class UserLoss:
         self.targets_first = _targets_first(compute, self.compute_name)
         self.prediction_name = _prediction_name(compute, self.targets_first)
         self.notes: list[str] = []
-        self._output = self._y = self._returned = self._stored_output = None
+        self._output = self._y = self._returned = None
+        self._before_forward: dict = {}  # the object's attributes before the last forward
 
     def _ordered(self, predictions: object, targets: object) -> tuple:
         return (targets, predictions) if self.targets_first else (predictions, targets)
@@ -107,7 +113,7 @@ class UserLoss:
     def forward(self, output: np.ndarray, y: np.ndarray) -> float:
         """``L`` at ``output`` (float64, copied: the user's code may write into it)."""
         self._output, self._y = np.array(output, dtype=np.float64), y
-        before = dict(getattr(self.obj, "__dict__", {}))
+        self._before_forward = dict(getattr(self.obj, "__dict__", {}))
         result = call_user(self.compute, *self._ordered(self._output.copy(), np.copy(y)),
                            name=self.compute_name)
         self._returned = None
@@ -124,15 +130,14 @@ class UserLoss:
             raise ConventionError(
                 f"{self.compute_name} returned shape {value.shape}; a loss returns a number, "
                 f"or one loss per sample ({len(output)},)")
-        self._stored_output = self._probabilities_stored(before)
         return float(value.reshape(()))
 
-    def _probabilities_stored(self, before: dict) -> np.ndarray | None:
-        """What forward stored that has the predictions' shape but not their values: a fused
-        softmax + cross-entropy's probabilities, which its backward takes back."""
+    def _probabilities_stored(self) -> np.ndarray | None:
+        """What the last forward stored that has the predictions' shape but not their values:
+        a fused softmax + cross-entropy's probabilities, which its backward takes back."""
         if self.obj is None:
             return None
-        name = stored_attribute(self.obj, STORED_OUTPUT_NAMES, before)
+        name = stored_attribute(self.obj, STORED_OUTPUT_NAMES, self._before_forward)
         value = getattr(self.obj, name, None) if name is not None else None
         if (isinstance(value, np.ndarray) and value.shape == self._output.shape
                 and not np.array_equal(value, self._output)):
@@ -151,9 +156,10 @@ class UserLoss:
                 "--gradient NAME from the shell")
         name = (f"{self.label}.{self.gradient.__name__}" if self.obj is not None
                 else getattr(self.gradient, "__name__", "gradient"))
-        fed = (self._output if self._stored_output is None else self._stored_output).copy()
+        stored_output = self._probabilities_stored()
+        fed = (self._output if stored_output is None else stored_output).copy()
         arguments = self._arguments(fed)
-        if self._stored_output is not None and any(argument is fed for argument in arguments):
+        if stored_output is not None and any(argument is fed for argument in arguments):
             note = (f"{name} was given what {self.compute_name} stored (the probabilities, "
                     f"not the {self.prediction_name} it took), as a training loop passes it; "
                     f"the gradient is ∂L/∂{self.prediction_name}")
@@ -284,19 +290,12 @@ def check_loss(loss: object, output: np.ndarray, y: np.ndarray, *,
     rng = np.random.default_rng(seed)
     if sample is not None and sample < 1:
         raise ValueError(f"sample must be >= 1, got {sample}")
-    entries = (None if sample is None or sample >= output.size
-               else np.sort(rng.choice(output.size, sample, replace=False)))
-    if entries is None:
-        numeric = numerical_gradient(loss_at, output, eps)
-    else:
-        def at_entries(values: np.ndarray) -> float:
-            moved = output.copy()
-            moved.reshape(-1)[entries] = values
-            return loss_at(moved)
+    entries = sampled_entries(output.size, sample, rng)
+    known = numerical_gradient_at(loss_at, output, entries, eps)
+    numeric = known
+    if entries is not None:
         numeric = np.full(output.shape, np.nan)  # only the sampled entries are known
-        numeric.reshape(-1)[entries] = numerical_gradient(
-            at_entries, output.reshape(-1)[entries].copy(), eps)
-    known = numeric if entries is None else numeric.reshape(-1)[entries]
+        numeric.reshape(-1)[entries] = known
     if not np.isfinite(known).all():
         flat = int(np.flatnonzero(~np.isfinite(known))[0])
         entry = tuple(int(i) for i in np.unravel_index(

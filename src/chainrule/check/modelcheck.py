@@ -38,7 +38,7 @@ from chainrule.check.calls import call_user
 from chainrule.check.diagnosis import diagnose_gradient
 from chainrule.check.layercheck import in_parameter_shape, probe, random_direction
 from chainrule.check.losscheck import TARGET_NAMES, targets_first
-from chainrule.check.numerical import as_float64, numerical_gradient
+from chainrule.check.numerical import as_float64, numerical_gradient_at, sampled_entries
 from chainrule.check.report import DEFAULT_ATOL, DEFAULT_RTOL, Report, Row
 from chainrule.check.wrapped import copy_of
 from chainrule.nn.network import Sequential
@@ -230,18 +230,19 @@ def check_model(model: object, X: np.ndarray, y: np.ndarray, *, atol: float = DE
                                     f"{checked.label}"))
             continue
         point = store[name]
-        entries = (None if sample is None or sample >= point.size
-                   else np.sort(rng.choice(point.size, sample, replace=False)))
+        entries = sampled_entries(point.size, sample, rng)
         stored, problem = ((None, f"the gradient of {name} is None") if claimed is None
                            else in_parameter_shape(as_float64(f"gradient of {name}", claimed),
                                                    point.shape, name))
         full = np.zeros(point.shape) if problem else stored
-        numeric = _numeric(checked, name, entries, eps)
+        loss_at = _loss_with(checked, name)
+        numeric = numerical_gradient_at(loss_at, point, entries, eps)
         analytic = full.reshape(-1)[entries] if entries is not None else full
         direction = random_direction(rng, point.shape)
         row = Row(f"∂L/∂{name}", analytic, numeric, atol, rtol, positions=entries,
                   problem=problem or None,
-                  probe=probe(_along(checked, name, direction), float(np.sum(full * direction))))
+                  probe=probe(_along(loss_at, point.copy(), direction),
+                              float(np.sum(full * direction))))
         if not row.passed and not problem:
             row.diagnosis = diagnose_gradient(analytic, numeric, len(X), name)
         rows.append(row)
@@ -255,36 +256,21 @@ def check_model(model: object, X: np.ndarray, y: np.ndarray, *, atol: float = DE
                   cause=failed[0].name if failed else None)
 
 
-def _numeric(checked: _Model, name: str, entries: np.ndarray | None,
-             eps: float | None) -> np.ndarray:
-    """Central differences of ``L`` in parameter ``name`` (all entries, or ``entries``)."""
+def _loss_with(checked: _Model, name: str) -> Callable[[np.ndarray], float]:
+    """``L`` with parameter ``name`` set to the given values, then put back."""
     point = checked.parameter(name)
     original = point.copy()
 
     def loss_at(values: np.ndarray) -> float:
-        if entries is None:
-            point[...] = values
-        else:
-            point.reshape(-1)[entries] = values
+        point[...] = values
         try:
             return checked.loss()
         finally:
             point[...] = original
-
-    start = original if entries is None else original.reshape(-1)[entries]
-    return numerical_gradient(loss_at, start.copy(), eps)
+    return loss_at
 
 
-def _along(checked: _Model, name: str, direction: np.ndarray) -> Callable[[float], float]:
-    """``φ(t) = L`` with parameter ``name`` moved by ``t · direction``."""
-    point = checked.parameter(name)
-    original = point.copy()
-
-    def phi(t: float) -> float:
-        point[...] = original + t * direction
-        try:
-            return checked.loss()
-        finally:
-            point[...] = original
-    return phi
-
+def _along(loss_at: Callable[[np.ndarray], float], start: np.ndarray,
+           direction: np.ndarray) -> Callable[[float], float]:
+    """``φ(t) = loss_at(start + t · direction)``."""
+    return lambda t: loss_at(start + t * direction)

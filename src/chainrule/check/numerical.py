@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["MixesRowsError", "numerical_gradient", "numerical_jacobian", "rowwise_jacobian"]
+__all__ = ["MixesRowsError", "numerical_gradient", "numerical_gradient_at", "numerical_jacobian",
+           "rowwise_jacobian", "sampled_entries"]
 
 STEP = float(np.cbrt(np.finfo(np.float64).eps))  # optimal central-difference step ≈ 6e-6
 CHUNK_ELEMENTS = 1 << 22  # at most ~32 MB of float64 per stacked call
@@ -54,6 +55,31 @@ def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, eps: flo
         return numerical_jacobian(lambda stack: np.asarray(f(stack)).reshape(len(stack), 1),
                                   x[None], eps, batched=True)[0, 0, 0]
     return numerical_jacobian(lambda point: np.asarray(f(point), dtype=np.float64), x, eps)
+
+
+def sampled_entries(size: int, sample: int | None,
+                    rng: np.random.Generator) -> np.ndarray | None:
+    """``sample`` random flat entries of an array of ``size``, sorted; None for all of them
+    (no sample asked, or one as large)."""
+    if sample is None or sample >= size:
+        return None
+    return np.sort(rng.choice(size, sample, replace=False))
+
+
+def numerical_gradient_at(f: Callable[[np.ndarray], float], x: np.ndarray,
+                          entries: np.ndarray | None, eps: float | None = None) -> np.ndarray:
+    """Central-difference gradient of a scalar ``f`` at ``x`` in its flat ``entries`` only,
+    ``(K,)``, each moved with the others held (``x``'s shape, all of them, when None)."""
+    if entries is None:
+        return numerical_gradient(f, x, eps)
+    x = np.array(x, dtype=np.float64)
+
+    def moved(values: np.ndarray) -> float:
+        point = x.copy()
+        point.reshape(-1)[entries] = values
+        return f(point)
+
+    return numerical_gradient(moved, x.reshape(-1)[entries], eps)
 
 
 def numerical_jacobian(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
