@@ -141,3 +141,21 @@ def test_smooth_layers_have_no_kink_anywhere(x, eps):
     one-sided slopes agree to O(h), and saturated outputs differ by rounding only."""
     for layer in smooth_layers:
         assert not kinked_at(layer, x, eps).any(), type(layer).__name__
+
+
+def test_a_random_layer_has_no_kinks_so_the_check_can_name_it_random(rng):
+    """A dropout mask's differences looked like kinks in most rows: gradcheck left rows out,
+    and with one row left its two masks matched one time in eight, so the layer was called
+    one that mixes rows instead of random."""
+    class Dropout:
+        def forward(self, inputs):
+            self.mask = np.random.default_rng().random(inputs.shape) < 0.5
+            return inputs * self.mask / 0.5
+
+        def backward(self, dvalues):
+            return dvalues * self.mask / 0.5
+
+    x = rng.standard_normal((8, 3))
+    layer = as_layer(Dropout(), x)
+    for _ in range(50):
+        assert not kinked_at(layer, x, None).any()

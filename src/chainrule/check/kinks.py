@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from chainrule.check.calls import UserCodeError
-from chainrule.check.numerical import steps_for
+from chainrule.check.numerical import same_output, steps_for
 from chainrule.check.wrapped import WrappedLayer
 from chainrule.nn.layers import ReLU
 
@@ -65,16 +65,17 @@ def kinked_at(layer: object, x: np.ndarray, eps: float | None) -> np.ndarray:
     differences agree to ``O(h)`` relative, for a kink within the step they differ by the jump
     in slope. Differences below the rounding of the row's outputs (a saturated sigmoid) are no
     kink. The layer is probed on a copy, so its cache stays that of its last forward; a layer
-    that cannot run on ``x`` moved, or changes its shape, has none."""
+    that cannot run on ``x`` moved, changes its shape, or is random (its differences are its
+    mask's, which the check then names) has none."""
     steps = steps_for(x, eps)
     probe = copy.deepcopy(layer)
     try:
-        down, centre, up = (np.asarray(probe.forward(x + sign * steps), dtype=np.float64)
-                            for sign in (-1.0, 0.0, 1.0))
+        down, centre, up, again = (np.asarray(probe.forward(x + sign * steps), dtype=np.float64)
+                                   for sign in (-1.0, 0.0, 1.0, 0.0))
     except (UserCodeError, ValueError):
         return np.zeros(len(x), dtype=bool)
-    if centre.shape != x.shape:
-        return np.zeros(len(x), dtype=bool)
+    if centre.shape != x.shape or not same_output(centre, again):
+        return np.zeros(len(x), dtype=bool)  # random (a dropout mask): the check says so
     rise, fall = up - centre, centre - down  # over the same step on each side
     scale = np.max(np.abs(np.stack([down, centre, up])), axis=(0, 2), keepdims=True)[0]
     rounding = _ROUNDINGS * np.finfo(np.float64).eps * scale

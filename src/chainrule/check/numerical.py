@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 __all__ = ["MixesRowsError", "numerical_gradient", "numerical_gradient_at", "numerical_jacobian",
-           "rowwise_jacobian", "sampled_entries"]
+           "rowwise_jacobian", "same_output", "sampled_entries"]
 
 STEP = float(np.cbrt(np.finfo(np.float64).eps))  # optimal central-difference step ≈ 6e-6
 CHUNK_ELEMENTS = 1 << 22  # at most ~32 MB of float64 per stacked call
@@ -158,8 +158,9 @@ def rowwise_jacobian(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
             # One moved row alone: a stack of ±h copies keeps the batch mean of each column,
             # so x's rows could come out the same in it even from batch statistics.
             moved_row = np.asarray(f(flat[batch:batch + 1]), dtype=np.float64)
-            if not (_same(centre, out[:batch]) and _same(out[batch:batch + 1], moved_row)):
-                raise _not_rowwise(name, random=not _same(
+            if not (same_output(centre, out[:batch])
+                    and same_output(out[batch:batch + 1], moved_row)):
+                raise _not_rowwise(name, random=not same_output(
                     centre, np.asarray(f(x), dtype=np.float64)))
             out = out[batch:]
         out = out.reshape(2, len(columns), batch, -1)
@@ -167,7 +168,7 @@ def rowwise_jacobian(f: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
     return jacobian
 
 
-def _same(first: np.ndarray, second: np.ndarray) -> bool:
+def same_output(first: np.ndarray, second: np.ndarray) -> bool:
     """Equal up to the rounding of a different batching of the same rows (a row ``(m,)``
     for a batch of one ``(1, m)`` included)."""
     scale = 1e-12 * max(1.0, float(np.abs(first).max(initial=0.0)))
